@@ -1,0 +1,235 @@
+"""IBRNet speed and memory benchmark (a benchmark, never a test): writes JSON.
+
+    python bench/bench_ibrnet.py [--out bench/results/ibrnet.json] [--quick] [--profile] [--threads N]
+
+Cases (each in a fresh subprocess, so that the peak resident memory is the case's own):
+  train   one training step: 512 rays, 64 coarse + 64 fine samples, 10 source views of 120×160 —
+          feature net on the 10 sources + coarse + fine + masked MSE on both + backward + Adam step.
+  render  deterministic, no-grad rendering of a whole 120×160 target in chunks of 4096 rays, the
+          feature maps computed once per image (included in the time); reported as rays/s.
+The scene: 11 cameras on an arc around the origin looking at it (target = the middle one), smooth random
+source images, near/far 2/6 — every sample is seen by most source views, as in a real object scene.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere; the package is normally installed (-e)
+    sys.path.insert(0, str(ROOT))
+
+from ibrnet.model import IBRNet, Rays, Sources  # noqa: E402
+from multiview.geometry.projection import rays_through_pixels  # noqa: E402
+from multiview.geometry.transforms import invert_rigid  # noqa: E402
+from multiview.synthetic.cameras import intrinsics, look_at  # noqa: E402
+
+
+def make_scene(num_sources: int, height: int, width: int, seed: int = 0):
+    """Sources (V views), the target's K / world_from_cam, near/far."""
+    generator = torch.Generator().manual_seed(seed)
+    azimuths = np.linspace(-50.0, 50.0, num_sources + 1)
+    cam_from_world = np.stack([look_at(4.0 * np.array([np.cos(np.radians(a)), np.sin(np.radians(a)), 0.4]),
+                                       np.zeros(3)) for a in azimuths])
+    cam_from_world = torch.from_numpy(cam_from_world).float()
+    K = torch.from_numpy(intrinsics(height, width, 50.0)).float().expand(num_sources + 1, 3, 3)
+    target = num_sources // 2
+    source_ids = [i for i in range(num_sources + 1) if i != target]
+    low = torch.rand(num_sources, 3, height // 8, width // 8, generator=generator)
+    images = F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
+    sources = Sources(images.contiguous(), K[source_ids].contiguous(), cam_from_world[source_ids].contiguous())
+    return sources, K[target], invert_rigid(cam_from_world[target]), (2.0, 6.0)
+
+
+def target_rays(K, world_from_cam, height, width, near_far, pixels=None) -> Rays:
+    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                          indexing="ij")
+    uv = torch.stack([u, v], dim=-1).reshape(-1, 2)
+    if pixels is not None:
+        uv = uv[pixels]
+    origins, directions = rays_through_pixels(uv[None], K[None], world_from_cam[None])
+    n = uv.shape[0]
+    return Rays(origins[0].contiguous(), directions[0].contiguous(), torch.full((n,), near_far[0]),
+                torch.full((n,), near_far[1]))
+
+
+def masked_mse(prediction, target, valid):
+    """IBRNet's Criterion: Σ‖ĉ − c‖²·m / (Σm·3 + 1e-6)."""
+    mask = valid.to(prediction.dtype)[:, None]
+    return ((prediction - target) ** 2 * mask).sum() / (mask.sum() * 3 + 1e-6)
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # ru_maxrss is in KiB on Linux
+
+
+def setup(args):
+    torch.manual_seed(0)
+    H, W = args.height, args.width
+    sources, K, world_from_cam, near_far = make_scene(args.num_sources, H, W)
+    model = IBRNet(num_coarse_samples=args.num_coarse, num_fine_samples=args.num_fine)
+    target_center = world_from_cam[:3, 3].contiguous()
+    return model, sources, K, world_from_cam, near_far, target_center
+
+
+def train_case(args) -> dict:
+    model, sources, K, world_from_cam, near_far, center = setup(args)
+    H, W = args.height, args.width
+    optimizer = torch.optim.Adam([{"params": model.feature_net.parameters(), "lr": 1e-3},
+                                  {"params": [p for n, p in model.named_parameters()
+                                              if not n.startswith("feature_net.")], "lr": 5e-4}])
+    generator = torch.Generator().manual_seed(1)
+    target_image = torch.rand(H * W, 3, generator=generator)
+
+    def step():
+        pixels = torch.randperm(H * W, generator=generator)[: args.num_rays]
+        rays = target_rays(K, world_from_cam, H, W, near_far, pixels)
+        features = model.encode(sources.images)
+        out = model(rays, sources, features, center, generator=generator)
+        target = target_image[pixels]
+        loss = masked_mse(out.coarse.rgb, target, out.coarse.valid) + masked_mse(out.fine.rgb, target, out.fine.valid)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item(), out.coarse.valid.float().mean().item()
+
+    model.train()
+    times, losses = [], []
+    for index in range(args.warmup + args.repeats):
+        start = time.perf_counter()
+        loss, valid_fraction = step()
+        elapsed = time.perf_counter() - start
+        if index >= args.warmup:
+            times.append(elapsed)
+            losses.append(loss)
+    if args.profile:
+        profile(step, "training step")
+    return {"train_step_s": statistics.median(times), "train_step_times_s": times, "losses": losses,
+            "valid_ray_fraction": valid_fraction}
+
+
+def render_case(args) -> dict:
+    model, sources, K, world_from_cam, near_far, center = setup(args)
+    H, W = args.height, args.width
+    rays = target_rays(K, world_from_cam, H, W, near_far)
+    if args.quick:
+        rays = rays[: args.render_rays]
+    model.eval()
+
+    def render(rays=rays):
+        with torch.no_grad():
+            features = model.encode(sources.images)
+            colours = [model(rays[i:i + args.chunk], sources, features, center, deterministic=True).fine.rgb
+                       for i in range(0, len(rays), args.chunk)]
+        return torch.cat(colours)
+
+    render(rays[:256])  # warm-up (kernel selection, allocator)
+    times = []
+    for _ in range(args.render_repeats):
+        start = time.perf_counter()
+        render()
+        times.append(time.perf_counter() - start)
+    if args.profile:
+        profile(lambda: render(rays[: args.chunk]), f"rendering {min(args.chunk, len(rays))} rays (one chunk)")
+    seconds = statistics.median(times)
+    return {"render_rays_per_s": len(rays) / seconds, "render_image_s": seconds, "render_times_s": times,
+            "render_rays": len(rays), "chunk": args.chunk}
+
+
+def profile(function, title: str) -> None:
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        function()
+    print(f"\n=== {title}: top ops by self CPU time ===", file=sys.stderr)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
+
+
+def run_case(args) -> None:
+    torch.set_num_threads(args.threads)
+    result = {"train": train_case, "render": render_case}[args.case](args)
+    result["peak_rss_gib"] = peak_rss_gib()
+    print("RESULT " + json.dumps(result))
+
+
+def child_command(args, case: str) -> list[str]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--threads", str(args.threads)]
+    for flag in ("quick", "profile"):
+        if getattr(args, flag):
+            command.append(f"--{flag}")
+    return command
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ibrnet.json")
+    parser.add_argument("--quick", action="store_true", help="small smoke run (few rays, few samples)")
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per case")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=None, help="timed training steps (default 7, quick 2)")
+    parser.add_argument("--render_repeats", type=int, default=None, help="timed full renders (default 3)")
+    parser.add_argument("--cases", nargs="+", default=["train", "render"], choices=["train", "render"])
+    parser.add_argument("--case", choices=["train", "render"], help=argparse.SUPPRESS)  # child process
+    args = parser.parse_args(argv)
+    args.height, args.width, args.num_sources, args.chunk = 120, 160, 10, 4096
+    args.num_rays, args.num_coarse, args.num_fine = 512, 64, 64
+    args.warmup, args.render_rays = 1, 19200
+    if args.quick:
+        args.num_rays, args.num_coarse, args.num_fine, args.render_rays = 64, 16, 16, 512
+    args.repeats = args.repeats or (2 if args.quick else 7)
+    args.render_repeats = args.render_repeats or (1 if args.quick else 3)
+    if args.case:
+        run_case(args)
+        return
+
+    def load() -> str:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+    report = {"device": "cpu", "torch": torch.__version__, "threads": args.threads,
+              "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+              "date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
+              "setting": {"rays": args.num_rays, "coarse_samples": args.num_coarse, "fine_samples": args.num_fine,
+                          "source_views": args.num_sources, "image": [args.height, args.width],
+                          "render_chunk": args.chunk},
+              "load_before": load(), "cases": {}}
+    for case in args.cases:
+        command = child_command(args, case)
+        for name in ("repeats", "render_repeats"):
+            command += [f"--{name}", str(getattr(args, name))]
+        completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        sys.stderr.write(completed.stderr)
+        if completed.returncode != 0:
+            raise SystemExit(f"case {case} failed (exit {completed.returncode})")
+        line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
+        report["cases"][case] = json.loads(line[len("RESULT "):])
+    report["load_after"] = load()
+    cases = report["cases"]
+    report["summary"] = {
+        "train_step_s": cases.get("train", {}).get("train_step_s"),
+        "render_rays_per_s": cases.get("render", {}).get("render_rays_per_s"),
+        "peak_rss_gib": max((c["peak_rss_gib"] for c in cases.values()), default=None),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["summary"], indent=2))
+    print(f"load {report['load_before']} -> {report['load_after']}; written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

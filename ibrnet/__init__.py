@@ -1,0 +1,1 @@
+"""IBRNet (Wang et al., CVPR 2021): generalizable image-based rendering with a ray transformer."""

@@ -1,0 +1,118 @@
+"""IBRNet: feature net + projector + coarse/fine aggregators + sampling + compositing, in one module.
+
+Data contract for one target view: `Rays` (world-space, directions with camera-z 1 so that t is
+depth) and `Sources` (V source images with their cameras, OpenCV convention). Module names
+(`feature_net`, `net_coarse`, `net_fine`) match the original release so checkpoints import 1:1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from ibrnet.aggregator import IBRNetAggregator
+from ibrnet.feature_net import ResUNet
+from ibrnet.projector import project_to_sources
+from multiview.geometry.transforms import invert_rigid
+from multiview.render.compositing import Composited, composite
+from multiview.render.sampling import importance_depths, stratified_depths
+
+
+@dataclass
+class Rays:
+    """R rays of one target view: origins (R, 3), directions (R, 3) with camera-z 1, near/far (R,)."""
+
+    origins: torch.Tensor
+    directions: torch.Tensor
+    near: torch.Tensor
+    far: torch.Tensor
+
+    def __getitem__(self, index) -> Rays:
+        return Rays(self.origins[index], self.directions[index], self.near[index], self.far[index])
+
+    def __len__(self) -> int:
+        return self.origins.shape[0]
+
+
+@dataclass
+class Sources:
+    """V source views: images (V, 3, H, W) in [0, 1], K (V, 3, 3), cam_from_world (V, 4, 4)."""
+
+    images: torch.Tensor
+    K: torch.Tensor
+    cam_from_world: torch.Tensor
+
+    @property
+    def world_from_cam(self) -> torch.Tensor:
+        return invert_rigid(self.cam_from_world)
+
+
+@dataclass
+class RenderOutput:
+    """Coarse and (when the model has a fine pass) fine compositing results, plus their sample depths."""
+
+    coarse: Composited
+    coarse_depths: torch.Tensor
+    fine: Composited | None = None
+    fine_depths: torch.Tensor | None = None
+
+
+class IBRNet(nn.Module):
+    """Generalizable image-based renderer.
+
+    Args:
+        coarse_feature_channels, fine_feature_channels: split of the ResUNet's 64 output channels.
+        num_coarse_samples, num_fine_samples: samples per ray (the fine net sees coarse + fine).
+        inverse_depth: stratified samples uniform in 1/z (IBRNet's `inv_uniform`).
+        anti_alias_pooling, use_sdpa: see `IBRNetAggregator`.
+        white_background: composite on white (synthetic object datasets).
+    """
+
+    def __init__(self, coarse_feature_channels: int = 32, fine_feature_channels: int = 32,
+                 num_coarse_samples: int = 64, num_fine_samples: int = 64, inverse_depth: bool = True,
+                 anti_alias_pooling: bool = True, use_sdpa: bool = True, white_background: bool = False):
+        super().__init__()
+        self.num_coarse_samples, self.num_fine_samples = num_coarse_samples, num_fine_samples
+        self.inverse_depth, self.white_background = inverse_depth, white_background
+        self.feature_net = ResUNet(coarse_feature_channels, fine_feature_channels)
+        self.net_coarse = IBRNetAggregator(coarse_feature_channels, num_coarse_samples, anti_alias_pooling, use_sdpa)
+        self.net_fine = None
+        if num_fine_samples > 0:
+            self.net_fine = IBRNetAggregator(fine_feature_channels, num_coarse_samples + num_fine_samples,
+                                             anti_alias_pooling, use_sdpa)
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source images (V, 3, H, W) -> coarse and fine feature maps (computed once per target)."""
+        return self.feature_net(images)
+
+    def _evaluate(self, net: IBRNetAggregator, rays: Rays, depths: torch.Tensor, sources: Sources,
+                  features: torch.Tensor, target_center: torch.Tensor) -> Composited:
+        points = rays.origins[:, None, :] + depths[..., None] * rays.directions[:, None, :]  # (R, S, 3)
+        projection = project_to_sources(points, target_center, sources.images, features, sources.K,
+                                        sources.cam_from_world, sources.world_from_cam)
+        rgb, sigma = net(projection.rgb_feat, projection.ray_diff, projection.mask)
+        sample_valid = projection.mask.sum(dim=-1) > 1  # seen by at least 2 source views
+        return composite(rgb, sigma, depths, sample_valid, self.white_background)
+
+    def forward(self, rays: Rays, sources: Sources, features: tuple[torch.Tensor, torch.Tensor],
+                target_center: torch.Tensor, deterministic: bool = False,
+                generator: torch.Generator | None = None) -> RenderOutput:
+        """Render rays of one target.
+
+        Args:
+            features: `encode(sources.images)`.
+            target_center: (3,) world position of the target camera (for the ray-direction features).
+            deterministic: no jitter in either pass (evaluation; IBRNet's `det`).
+        """
+        coarse_depths = stratified_depths(rays.near, rays.far, self.num_coarse_samples, self.inverse_depth,
+                                          deterministic, generator)
+        coarse = self._evaluate(self.net_coarse, rays, coarse_depths, sources, features[0], target_center)
+        output = RenderOutput(coarse, coarse_depths)
+        if self.net_fine is not None:
+            fine_depths = importance_depths(coarse_depths, coarse.weights, self.num_fine_samples,
+                                            self.inverse_depth, deterministic, generator)
+            output.fine = self._evaluate(self.net_fine, rays, fine_depths, sources, features[1], target_center)
+            output.fine_depths = fine_depths
+        return output

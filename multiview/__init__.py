@@ -1,0 +1,1 @@
+"""Shared, model-agnostic multi-view code: geometry, rendering, datasets, metrics, I/O, training engine."""

@@ -1,0 +1,1 @@
+"""Evaluation metrics, one module per kind (`depth`: absolute error and accuracy within X mm)."""

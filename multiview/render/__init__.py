@@ -1,0 +1,1 @@
+"""Volume rendering building blocks: depth sampling along rays and alpha compositing."""

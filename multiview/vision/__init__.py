@@ -1,0 +1,1 @@
+"""Pretrained image backbones shared by the models and metrics (torchvision ImageNet weights, offline-safe)."""
