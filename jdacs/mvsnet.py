@@ -318,6 +318,7 @@ class MVSNet(nn.Module):
         variance = build_cost_volume(features[0], torch.stack(features[1:], 1), K_features[:, 0], K_features[:, 1:],
                                      src_from_ref, depth_values, recompute=self.checkpoint_cost_volume)
         del features
+        variance = variance.contiguous(memory_format=torch.channels_last_3d)
         cost = self.cost_regularization(variance).squeeze(1)
         del variance
         prob_volume = F.softmax(cost, dim=1)  # no negation: the network learns the sign of its "cost"

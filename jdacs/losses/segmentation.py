@@ -5,7 +5,9 @@ by NMF into k parts; each view's 14×14×k part map (the rows of W) is upsampled
 the source maps are inverse-warped to the reference with the predicted depth, and the cross-entropy of the
 warped maps (as logits) against the reference's argmax part is averaged over the valid-warp pixels of each
 source and summed over the sources. The part maps carry no gradient: the loss reaches the depth only
-through the warp. Differences from the original, where implemented: a source with no valid pixel adds 0
+through the warp. As in the original, the raw W entries are the logits, so the loss's sharpness follows
+NMF's arbitrary split of scale between W and H (small W: near-uniform logits, CE ≈ ln k per source).
+Differences from the original, where implemented: a source with no valid pixel adds 0
 (the original's empty cross-entropy is NaN), NaN retries use the seeds seed+1, seed+2, ... (the original
 draws `random.randint(0, 255)`) and give up with an error after `MAX_NMF_ATTEMPTS`, and the warp uses K_src
 (see `jdacs.losses.photometric`).
@@ -79,7 +81,7 @@ class CoSegmentationLoss(nn.Module):
 
     @torch.no_grad()
     def part_maps(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, V, 3, H, W) views in [0, 1] -> (B, V, k, 14, 14) co-segmentation part maps (rows of W).
+        """(B, V, 3, H, W) views in [0, 1] -> (B, V, k, f/16, f/16) part maps (rows of W; 14×14 for f = 224).
 
         ImageNet mean/std normalisation, bilinear resize to feature_size² (not aspect-preserving), VGG19
         relu5_4, NMF of the (V·196, 512) stack of each batch element.
@@ -101,7 +103,7 @@ class CoSegmentationLoss(nn.Module):
                       src_from_ref: torch.Tensor) -> torch.Tensor:
         """Unweighted loss from part maps (B, V, k, fh, fw) (reference first); other arguments as in `forward`."""
         h, w = depth.shape[1:]
-        B, V, k = maps.shape[:3]
+        B, V = maps.shape[:2]
         upsampled = F.interpolate(maps.flatten(0, 1), size=(h, w), mode="bilinear", align_corners=False)
         upsampled = upsampled.unflatten(0, (B, V)).to(depth.dtype)
         labels = upsampled[:, 0].argmax(dim=1)  # (B, h, w)

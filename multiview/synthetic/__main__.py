@@ -51,23 +51,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--views", type=int, default=30, help="views per scene")
     parser.add_argument("--size", type=parse_size, default=(128, 160), help="image size HxW")
     parser.add_argument("--seed", type=int, default=0, help="random seed; scene k uses seed + k")
+    parser.add_argument("--scan_ids", type=int, nargs="+", default=None,
+                        help="DTU layouts only: scan numbers to write (default: the first --scenes of the "
+                             "official list of that layout); --scenes is then their count")
     return parser
 
 
-def write_format(name: str, out: Path, num_scenes: int, num_views: int, size: tuple[int, int], seed: int):
+def write_format(name: str, out: Path, num_scenes: int, num_views: int, size: tuple[int, int], seed: int,
+                 scan_ids: list[int] | None = None):
     """Write one layout; returns the writer's list of WrittenScene."""
     module_name, options = FORMATS[name]
     writer = importlib.import_module(f"multiview.synthetic.writers.{module_name}")
+    if scan_ids is not None and module_name == "dtu":
+        options, num_scenes = {**options, "scans": scan_ids}, len(scan_ids)
     return writer.write(out, num_scenes, num_views, size[0], size[1], seed, **options)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.scan_ids is not None and args.format not in ("dtu_train", "dtu_test"):
+        parser.error("--scan_ids applies to the dtu_train and dtu_test formats only")
     names = list(FORMATS) if args.format == "all" else [args.format]
     for name in names:
         out = args.out / name if args.format == "all" else args.out
         start = time.perf_counter()
-        scenes = write_format(name, out, args.scenes, args.views, args.size, args.seed)
+        scenes = write_format(name, out, args.scenes, args.views, args.size, args.seed, args.scan_ids)
         seconds = time.perf_counter() - start
         num_files = sum(len(scene.files) for scene in scenes)
         num_bytes = sum(path.stat().st_size for scene in scenes for path in scene.files if path.is_file())

@@ -3,13 +3,14 @@
 All functions are pure numpy float64. Cameras are OpenCV (x right, y down, z forward), `cam_from_world`
 is (4, 4) and maps world points to camera points; the world is z up and the object sits near the origin.
 Distances are in world units: for a scene made with `make_scene(seed, scale=s)` multiply the defaults'
-distances by `s` (the defaults of every rig but `arc_cameras` suit `scale=1`, an object of radius <= 0.8).
+distances by `s` (the defaults of every rig but `arc_cameras` suit `scale=1`, objects within radius 0.8).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+ARC_SCENE_SCALE = 0.22  # `make_scene(..., scale=)` that `arc_cameras`' default distance is made for
 _GOLDEN_ANGLE = np.pi * (3.0 - np.sqrt(5.0))
 
 
@@ -131,16 +132,17 @@ def forward_facing_cameras(
 def arc_cameras(
     num_rows: int = 7,
     num_cols: int = 7,
-    distance: float = 0.65,
+    distance: float = 0.63,
     azimuth_range_deg: tuple[float, float] = (-125.0, -55.0),
-    elevation_range_deg: tuple[float, float] = (30.0, 55.0),
+    elevation_range_deg: tuple[float, float] = (35.0, 60.0),
 ) -> np.ndarray:
-    """(num_rows * num_cols, 4, 4) DTU-like rig: a grid of views in front of the object, looking at the origin.
+    """(num_rows * num_cols, 4, 4) DTU-like rig: a grid of views in front of the object, looking at it.
 
     Rows go from the highest to the lowest elevation, columns from the first to the last azimuth,
-    all at `distance` from the origin. The default distance is meant for `make_scene(seed, scale=0.25)`
-    (object radius <= 0.2): everything hit (objects and ground) then has depth within [0.425, 0.9],
-    i.e. DTU's 425-900 mm after multiplying translations and depths by 1000.
+    all at `distance` from the origin. The defaults are made for `make_scene(seed, scale=ARC_SCENE_SCALE)`
+    (object radius <= 0.176): everything hit (objects and ground) then has depth within about
+    [0.45, 0.88] for any fov_x <= 50° (objects alone: [0.46, 0.79]), i.e. inside DTU's 425-900 mm once
+    translations and depths are multiplied by 1000. DTU's own field of view is fov_x ~ 31°.
     """
     elevation, azimuth = np.meshgrid(np.linspace(*elevation_range_deg, num_rows)[::-1],
                                      np.linspace(*azimuth_range_deg, num_cols), indexing="ij")

@@ -18,7 +18,7 @@ import numpy as np
 
 TEXTURE_KINDS = ("fbm", "marble", "checker", "stripes")
 BACKGROUNDS = ("scene", "transparent")
-_T_MIN = 1e-6  # hits closer than this along a ray (in units of camera z) are ignored
+_T_MIN = 1e-6  # hits closer than this (camera z in canonical scene units) are ignored
 _OCTAVE_ROTATION = np.linalg.qr(np.random.default_rng(12345).normal(size=(3, 3)))[0]  # breaks grid alignment
 
 
@@ -55,7 +55,7 @@ def _value_noise(points: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _fbm(points: np.ndarray, seed: int, num_octaves: int = 4) -> np.ndarray:
-    """Fractal sum of value-noise octaves (lacunarity 2, gain 0.5), contrast-stretched to [0, 1]: (N, 3) -> (N,)."""
+    """Sum of value-noise octaves (lacunarity 2, gain 0.5), contrast-stretched to [0, 1]: (N, 3) -> (N,)."""
     total = np.zeros(len(points))
     amplitude, norm = 1.0, 0.0
     for octave in range(num_octaves):
@@ -80,7 +80,8 @@ class Texture:
     """
 
     kind: str = "fbm"
-    colors: np.ndarray = field(default_factory=lambda: np.array([[0.8, 0.3, 0.2], [0.2, 0.5, 0.8], [0.9, 0.8, 0.3]]))
+    colors: np.ndarray = field(default_factory=lambda: np.array([[0.8, 0.3, 0.2], [0.2, 0.5, 0.8],
+                                                                 [0.9, 0.8, 0.3]]))
     frequency: float = 2.0
     axis: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
     seed: int = 0
@@ -91,7 +92,8 @@ class Texture:
         self.colors = np.asarray(self.colors, dtype=np.float64)
         self.axis = np.asarray(self.axis, dtype=np.float64)
         if self.colors.shape != (3, 3) or self.axis.shape != (3,):
-            raise ValueError(f"Texture: colors must be (3, 3) and axis (3,), got {self.colors.shape}, {self.axis.shape}")
+            raise ValueError(f"Texture: colors must be (3, 3) and axis (3,), got {self.colors.shape}, "
+                             f"{self.axis.shape}")
 
     def albedo(self, points: np.ndarray) -> np.ndarray:
         """(N, 3) points -> (N, 3) float64 RGB in [0, 1]."""
@@ -119,7 +121,8 @@ class Texture:
 
 
 def _sphere_roots(origins: np.ndarray, dirs: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """Both t of |origins + t * dirs| = radius for (R, 3) rays about the origin: near (R,), far (R,); nan on a miss."""
+    """Both t where (R, 3) rays `origins + t * dirs` meet the sphere |x| = radius: near (R,), far (R,);
+    nan on a miss."""
     a = np.einsum("ij,ij->i", dirs, dirs)
     b = np.einsum("ij,ij->i", origins, dirs)
     c = np.einsum("ij,ij->i", origins, origins) - radius**2
@@ -222,8 +225,8 @@ class Cylinder(Shape):
         with np.errstate(divide="ignore", invalid="ignore"):
             t_side = (-b - np.sqrt(np.maximum(disc, 0.0))) / a
             z_side = origins[:, 2] + t_side * dirs[:, 2]
-            t_side = np.where((a > 0) & (disc >= 0) & (t_side > _T_MIN) & (np.abs(z_side) <= self.half_height),
-                              t_side, np.inf)
+            on_side = (a > 0) & (disc >= 0) & (t_side > _T_MIN) & (np.abs(z_side) <= self.half_height)
+            t_side = np.where(on_side, t_side, np.inf)
             # caps: planes z = +-half_height, kept inside the disc
             t_caps = (np.array([[self.half_height, -self.half_height]]) - origins[:, 2:3]) / dirs[:, 2:3]
         xy = origins[:, None, :2] + np.where(np.isfinite(t_caps), t_caps, 0.0)[..., None] * dirs[:, None, :2]
@@ -370,12 +373,14 @@ def _scaled(shape: Shape, factor: float, center: np.ndarray) -> Shape:
     return replace(shape, center=center * factor, **sizes)
 
 
-def make_scene(seed: int, with_ground: bool = True, with_background: bool = True, *, scale: float = 1.0) -> SceneSpec:
+def make_scene(
+    seed: int, with_ground: bool = True, with_background: bool = True, *, scale: float = 1.0
+) -> SceneSpec:
     """A random scene, deterministic under `seed`: 2-5 textured spheres / boxes / cylinders resting on
     z = ground height, the group centred on the origin within radius 0.8 (times `scale`), an optional
     textured ground disc of radius 1.1 and environment sphere of radius 20, a random light.
 
-    `scale` enlarges the whole scene (e.g. 0.25 for `arc_cameras`, DTU-like object radius 0.2).
+    `scale` enlarges the whole scene (e.g. `cameras.ARC_SCENE_SCALE` for `arc_cameras`).
     """
     if scale <= 0:
         raise ValueError(f"make_scene: scale must be positive, got {scale}")
@@ -400,7 +405,8 @@ def make_scene(seed: int, with_ground: bool = True, with_background: bool = True
     azimuth, elevation = rng.uniform(0, 2 * np.pi), rng.uniform(np.radians(25), np.radians(75))
     tint = 1.0 - 0.3 * rng.uniform(size=3)
     light = Light(
-        direction=[np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)],
+        direction=[np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
+                   np.sin(elevation)],
         color=rng.uniform(0.7, 0.95) * tint / tint.max(),
         ambient=rng.uniform(0.3, 0.45) * (1.0 - 0.2 * rng.uniform(size=3)),
     )

@@ -9,6 +9,7 @@ never changes the global random state (resuming a run stays exact).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -49,7 +50,7 @@ def load_torchvision_weights(builder: Callable[..., nn.Module], weights: torchvi
     try:
         with torch.random.fork_rng(devices=[]):
             return builder(weights=weights)
-    except (RuntimeError, EOFError, OSError, ValueError) as error:  # torch.load's errors on a corrupt file
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:  # corrupt/truncated file, wrong state dict
         raise PretrainedWeightsMissing(
             f"pretrained weights {path} exist but could not be loaded ({error}); delete the file and download "
             f"{weights.url} again"

@@ -57,15 +57,36 @@ def test_three_step_smoke_run_from_demo_config(ibrnet_data_root, tmp_path):
     assert reloaded.train_datasets == ["mvimgnet@mvimgnet"] and reloaded.data_root == str(ibrnet_data_root)
 
 
+class FixedBatch(torch.utils.data.Dataset):
+    """Every step gets the same item (one target view, its sources and rays) of the wrapped dataset."""
+
+    def __init__(self, dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, item):
+        return self.dataset[(0, self.seed)]
+
+
 def test_loss_goes_down_when_overfitting_one_scene(ibrnet_data_root, tmp_path):
-    argv = tiny_run_argv(ibrnet_data_root, tmp_path, "overfit", "--num_iterations", "40", "--validate_every", "0",
-                         "--checkpoint_every", "1000", "--train_scenes", "17/7922e4ff", "--num_rays", "128",
-                         "--max_image_side", "40", "--lr_feature", "1e-3", "--lr_mlp", "1e-3")
+    """Overfit one target of one scene (the same rays every step; the stratified jitter still varies).
+
+    With random targets the loss starts low (the colour is a blend of source colours) and its
+    decrease over a few dozen steps drowns in the noise between targets; one fixed batch drops to ~0.2×.
+    """
+    argv = tiny_run_argv(ibrnet_data_root, tmp_path, "overfit", "--num_iterations", "25", "--validate_every", "0",
+                         "--checkpoint_every", "1000", "--train_scenes", "17/7922e4ff", "--num_rays", "64",
+                         "--lr_feature", "1e-3", "--lr_mlp", "1e-3")
     args = _options(argv)
     task = RecordingTask(args)
+    scene_dataset = task.training_dataset
+    task.training_dataset = lambda: FixedBatch(scene_dataset(), seed=7)
     Trainer(task, args).run()
-    first, last = np.mean(task.losses[:8]), np.mean(task.losses[-8:])
-    assert last < 0.7 * first, (first, last, task.losses)
+    first, last = np.mean(task.losses[:5]), np.mean(task.losses[-5:])
+    assert np.isfinite(task.losses).all()
+    assert last < 0.5 * first, (first, last, task.losses)
 
 
 def test_resume_gives_identical_losses(ibrnet_data_root, tmp_path):
