@@ -21,8 +21,8 @@ from tests.reprojection import assert_reprojection_consistent
 CATEGORY = "synthetic_object"
 CONFIGS = {
     "v2_mixed_landscape": dict(version="v2", mixed_formats=True, height=48, width=64, num_scenes=2),
-    "v2_isotropic_portrait": dict(version="v2", intrinsics_format="ndc_isotropic", height=64, width=48),
-    "v2_bounds_portrait": dict(version="v2", intrinsics_format="ndc_norm_image_bounds", height=64, width=48),
+    "v2_isotropic_portrait": dict(version="v2", intrinsics_format="ndc_isotropic", height=96, width=72),
+    "v2_bounds_portrait": dict(version="v2", intrinsics_format="ndc_norm_image_bounds", height=96, width=72),
     "v1_landscape": dict(version="v1", height=48, width=64),
 }
 NUM_VIEWS = 9  # holdout_every=8 -> test frames 0 and 8

@@ -162,17 +162,18 @@ def test_two_process_gloo_gradients_equal_single_process_mean(ibrnet_data_root, 
     task = IBRNetTask(args)
     seed_everything(args.seed)  # as the trainer does on rank 0, whose weights DDP broadcasts
     model = task.build_model()
-    expected: dict[str, torch.Tensor] = {}
+    per_rank = []
     for rank in range(2):
         model.zero_grad()
         batch = task.training_dataset()[(0, 1000 + rank)]
         torch.manual_seed(DDP_SEED)
         loss, _ = next(task.training_stages(model, batch, 0))
         loss.backward()
-        for name, p in model.named_parameters():
-            if p.grad is not None:
-                expected[name] = expected.get(name, 0) + p.grad / 2
+        per_rank.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    expected = {name: (per_rank[0][name] + per_rank[1][name]) / 2 for name in per_rank[0]}
     assert len(expected) > 100
+    first = next(iter(expected))  # different batches give different gradients: the mean is not trivial
+    assert not torch.allclose(per_rank[0][first], per_rank[1][first])
     for rank in range(2):
         assert set(results[rank]) == set(expected)
         for name, grad in expected.items():

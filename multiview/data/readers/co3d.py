@@ -19,8 +19,8 @@ Expected tree (`root` = the dataset root; every `path` inside the annotations is
 The version is detected from the set lists (`set_lists/` folder: v2, `set_lists.json`: v1); a category
 without either is read without set-list splits. Annotations are checked strictly (like the official
 per-record `load_dataclass`): a key that is not a FrameAnnotation/SequenceAnnotation field is an error;
-optional fields may be null or omitted. Every annotated file must exist (images: header size only, so a
-truncated JPEG fails in `load_image`), and every image in a sequence's `images/` needs an annotation.
+optional fields may be null or omitted. Every annotated file must exist (images: header size and end
+marker, so a truncated JPEG fails at read time), and every image in a sequence's `images/` needs an annotation.
 
 Conventions converted (`co3d_to_opencv`, formats.md §2.6): each frame's PyTorch3D viewpoint (row vectors
 `X_cam = X_world @ R + T`, camera x left / y up, NDC intrinsics) -> OpenCV `cam_from_world` and `K` in
