@@ -209,7 +209,26 @@ class IBRNetAggregator(Aggregator):
         hidden = hidden.addcmul_(w_vis[None], vis).add_(first.bias[:, None])
         return _mlp(self.rgb_fc[1:], hidden)
 
-    def forward(self, rgb_feat: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor):
+    def _visibility(self, x: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor):
+        """vis_fc(x·w) split into the residual (32) and the visibility logit (1) by splitting its last Linear.
+
+        Two GEMMs on the row blocks of the last weight give the same values as one GEMM and a slice, and
+        the backward needs no zero-filled slice gradients.
+        """
+        hidden = _mlp(self.vis_fc[:2], x * weight)
+        last = self.vis_fc[2]
+        w_res, w_logit = last.weight.split([last.out_features - 1, 1], dim=0)
+        b_res, b_logit = last.bias.split([last.out_features - 1, 1], dim=0)
+        V = x.shape[0]
+        x_res = F.elu_(torch.bmm(w_res.expand(V, -1, -1), hidden).add_(b_res[:, None]), self.vis_fc[3].alpha)
+        logit = F.elu_(torch.bmm(w_logit.expand(V, -1, -1), hidden).add_(b_logit[:, None]), self.vis_fc[3].alpha)
+        return x_res, torch.sigmoid(logit) * mask
+
+    def forward(self, rgb_feat: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
+                colours: torch.Tensor | None = None):
+        """See the module docstring; `colours` (R, S, V, 3), if given, are the source colours to blend —
+        the values of rgb_feat[..., :3] as a separate tensor, so that the blend's gradient does not go
+        through a slice of the 35-channel input (the projector provides it)."""
         R, S, V, _ = rgb_feat.shape
         if self.pos_encoding.shape[0] != S:
             raise ValueError(f"this aggregator was built for {self.pos_encoding.shape[0]} samples per ray "
@@ -228,9 +247,7 @@ class IBRNetAggregator(Aggregator):
         mean, variance = weighted_mean_variance(feat, weight)  # (3 + C, P)
         x = self._base_features(feat, mean, variance)  # (V, 32, P)
 
-        x_vis = _mlp(self.vis_fc, x * weight)
-        x_res, vis_logit = x_vis[:, :-1], x_vis[:, -1:]
-        vis = torch.sigmoid(vis_logit) * mask
+        x_res, vis = self._visibility(x, weight, mask)
         x = x + x_res
         vis = _mlp(self.vis_fc2, x * vis) * mask  # vis_fc2 ends with a sigmoid
         weight = vis / (vis.sum(dim=0, keepdim=True) + 1e-8)
@@ -244,5 +261,6 @@ class IBRNetAggregator(Aggregator):
 
         logits = self._blend_logits(x, vis, ray_diff).masked_fill(mask == 0, -1e9)
         blend = torch.softmax(logits, dim=0)  # over views
-        rgb = (feat_in[:, :3] * blend).sum(dim=0)  # (3, P)
+        colours = feat_in[:, :3] if colours is None else _view_major(colours)
+        rgb = (colours * blend).sum(dim=0)  # (3, P)
         return rgb.t().reshape(R, S, 3), sigma

@@ -7,6 +7,7 @@ depth) and `Sources` (V source images with their cameras, OpenCV convention). Mo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -68,14 +69,18 @@ class IBRNet(nn.Module):
         inverse_depth: stratified samples uniform in 1/z (IBRNet's `inv_uniform`).
         anti_alias_pooling, use_sdpa: see `IBRNetAggregator`.
         white_background: composite on white (synthetic object datasets).
+        max_points_per_pass: without autograd, rays are evaluated in slices of at most this many
+            samples (memory bound for rendering; the result does not depend on it).
     """
 
     def __init__(self, coarse_feature_channels: int = 32, fine_feature_channels: int = 32,
                  num_coarse_samples: int = 64, num_fine_samples: int = 64, inverse_depth: bool = True,
-                 anti_alias_pooling: bool = True, use_sdpa: bool = True, white_background: bool = False):
+                 anti_alias_pooling: bool = True, use_sdpa: bool = True, white_background: bool = False,
+                 max_points_per_pass: int = 32768):
         super().__init__()
         self.num_coarse_samples, self.num_fine_samples = num_coarse_samples, num_fine_samples
         self.inverse_depth, self.white_background = inverse_depth, white_background
+        self.max_points_per_pass = max_points_per_pass
         self.feature_net = ResUNet(coarse_feature_channels, fine_feature_channels)
         self.net_coarse = IBRNetAggregator(coarse_feature_channels, num_coarse_samples, anti_alias_pooling, use_sdpa)
         self.net_fine = None
@@ -89,10 +94,28 @@ class IBRNet(nn.Module):
 
     def _evaluate(self, net: IBRNetAggregator, rays: Rays, depths: torch.Tensor, sources: Sources,
                   features: torch.Tensor, target_center: torch.Tensor) -> Composited:
+        """Project, aggregate and composite the samples `depths` (R, S) of `rays`.
+
+        Without autograd (rendering) the rays go through in slices of at most `max_points_per_pass`
+        samples: rays are independent, so the result is the same, and the per-view activations
+        (10 views × 64 channels × R·S floats) stay small — 4096 rays × 128 samples at once would need
+        several GiB. With autograd the activations are kept for the backward pass anyway: one pass.
+        """
+        num_rays = len(rays)
+        step = max(1, self.max_points_per_pass // depths.shape[1])
+        if torch.is_grad_enabled() or num_rays <= step:
+            return self._evaluate_slice(net, rays, depths, sources, features, target_center)
+        parts = [self._evaluate_slice(net, rays[i:i + step], depths[i:i + step], sources, features, target_center)
+                 for i in range(0, num_rays, step)]
+        return Composited(*(torch.cat([getattr(part, field.name) for part in parts])
+                            for field in dataclasses.fields(Composited)))
+
+    def _evaluate_slice(self, net: IBRNetAggregator, rays: Rays, depths: torch.Tensor, sources: Sources,
+                        features: torch.Tensor, target_center: torch.Tensor) -> Composited:
         points = rays.origins[:, None, :] + depths[..., None] * rays.directions[:, None, :]  # (R, S, 3)
         projection = project_to_sources(points, target_center, sources.images, features, sources.K,
                                         sources.cam_from_world, sources.world_from_cam)
-        rgb, sigma = net(projection.rgb_feat, projection.ray_diff, projection.mask)
+        rgb, sigma = net(projection.rgb_feat, projection.ray_diff, projection.mask, projection.colours)
         sample_valid = projection.mask.sum(dim=-1) > 1  # seen by at least 2 source views
         return composite(rgb, sigma, depths, sample_valid, self.white_background)
 

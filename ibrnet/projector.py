@@ -30,6 +30,7 @@ class Projection:
     rgb_feat: torch.Tensor
     ray_diff: torch.Tensor
     mask: torch.Tensor
+    colours: torch.Tensor | None = None  # (R, S, V, 3): rgb_feat[..., :3] as its own tensor (see the aggregator)
 
 
 def _ray_direction_difference_view_major(points: torch.Tensor, target_center: torch.Tensor,
@@ -78,4 +79,5 @@ def project_to_sources(points: torch.Tensor, target_center: torch.Tensor, images
     feats = F.grid_sample(features, grid.to(features.dtype), align_corners=True)  # (V, C, 1, RS)
     rgb_feat = torch.cat([colours, feats.to(colours.dtype)], dim=1).view(V, -1, R, S).permute(2, 3, 0, 1)
     ray_diff = _ray_direction_difference_view_major(points, target_center, world_from_cam[:, :3, 3])
-    return Projection(rgb_feat, ray_diff.view(V, 4, R, S).permute(2, 3, 0, 1), mask.view(V, R, S).permute(1, 2, 0))
+    return Projection(rgb_feat, ray_diff.view(V, 4, R, S).permute(2, 3, 0, 1), mask.view(V, R, S).permute(1, 2, 0),
+                      colours.view(V, 3, R, S).permute(2, 3, 0, 1))

@@ -15,14 +15,12 @@ Deliberate differences, each documented where it is implemented:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from multiview.geometry.intrinsics import scale_intrinsics
+from multiview.geometry.intrinsics import crop_intrinsics, scale_intrinsics
 from multiview.geometry.transforms import relative_transform
 from multiview.geometry.warping import plane_sweep_warp
 
@@ -76,6 +74,7 @@ class CostRegNet(nn.Module):
     """3D U-Net (298,009 parameters): (B, 32, D, H, W) -> (B, 1, D, H, W) cost; D, H, W divisible by 8.
 
     Skips are added (conv4 + up(conv6), conv2 + up(.), conv0 + up(.)); `prob` is a plain Conv3d with bias.
+    Runs channels-last on CPU (`_conv_memory_format`), same values.
     """
 
     def __init__(self):
@@ -92,8 +91,14 @@ class CostRegNet(nn.Module):
         self.conv11 = _up_block(16, 8)
         self.prob = nn.Conv3d(8, 1, 3, stride=1, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv0 = self.conv0(x)
+    def forward(self, volume: torch.Tensor) -> torch.Tensor:
+        volume = volume.contiguous(memory_format=_conv_memory_format(volume.device))
+        return self.forward_from_conv0(self.conv0.conv(volume))
+
+    def forward_from_conv0(self, conv0_output: torch.Tensor) -> torch.Tensor:
+        """The network given conv0's convolution output (B, 8, D, H, W), before its BN + ReLU
+        (`cost_volume_conv3d` computes that convolution together with the cost volume)."""
+        conv0 = F.relu(self.conv0.bn(conv0_output), inplace=True)
         conv2 = self.conv2(self.conv1(conv0))
         conv4 = self.conv4(self.conv3(conv2))
         x = self.conv6(self.conv5(conv4))
@@ -145,102 +150,55 @@ def photometric_confidence(prob_volume: torch.Tensor) -> torch.Tensor:
         return torch.gather(window_sum.squeeze(1), 1, expected_index.unsqueeze(1)).squeeze(1)
 
 
-class _Sweep(NamedTuple):
-    """Plane-sweep geometry (detached): hypotheses (B, D, H, W), K_ref (B, 3, 3), K_src (B, S, 3, 3),
-    src_from_ref (B, S, 4, 4)."""
-
-    hypotheses: torch.Tensor
-    K_ref: torch.Tensor
-    K_src: torch.Tensor
-    src_from_ref: torch.Tensor
-
-    def warp(self, src_features: torch.Tensor, index: int) -> torch.Tensor:
-        """Source `index`'s features (B, C, Hs, Ws) seen from the reference: (B, C, D, H, W), zeros outside."""
-        return plane_sweep_warp(src_features, self.hypotheses, self.K_ref, self.K_src[:, index],
-                                self.src_from_ref[:, index])[0]
+def _conv_memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last_3d on CPU, where oneDNN runs the 3D U-Net about twice as fast (forward + backward) in it."""
+    return torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
 
 
-def _view_sums_in_place(ref_features: torch.Tensor, src_features: torch.Tensor, sweep: _Sweep, squares: bool):
-    """Σ_v volume_v and (if `squares`) Σ_v volume_v² over the V views, accumulated in place — no autograd.
+class _Sweep:
+    """Plane-sweep geometry of one reference grid (detached) and the banded warp of source features.
 
-    The reference volume is the reference features repeated over D. Returns (sum, sum_sq or None), (B, C, D, H, W).
-    """
-    total = ref_features.unsqueeze(2).expand(-1, -1, sweep.hypotheses.shape[1], -1, -1).contiguous()
-    sum_sq = total.square() if squares else None
-    for index in range(src_features.shape[1]):
-        warped = sweep.warp(src_features[:, index], index)
-        total += warped
-        if squares:
-            sum_sq.addcmul_(warped, warped)
-        del warped
-    return total, sum_sq
-
-
-class _RecomputedVariance(torch.autograd.Function):
-    """Variance volume that stores only the 2D features: backward re-warps each source view when it needs it.
-
-    With m = mean over views, ∂var/∂volume_v = (2/V)(volume_v − m); backward streams: m (one re-warp pass), then
-    per source view re-warp, form (2/V)·grad·(warped − m) in the warped volume's own memory and backpropagate it
-    through the warp to that view's features. Peak: ~3 volumes instead of V + 2.
+    On CPU `grid_sample` parallelises over the batch only, so the reference grid is cut into horizontal bands
+    (up to 8, K_ref cropped with `crop_intrinsics`) that `plane_sweep_warp` sees as batch items: same samples,
+    all threads busy.
     """
 
-    @staticmethod
-    def forward(ctx, sweep: _Sweep, ref_features: torch.Tensor, src_features: torch.Tensor) -> torch.Tensor:
-        num_views = src_features.shape[1] + 1
-        total, sum_sq = _view_sums_in_place(ref_features, src_features, sweep, squares=True)
-        ctx.sweep = sweep
-        ctx.save_for_backward(ref_features, src_features)
-        return sum_sq.div_(num_views).sub_(total.div_(num_views).square_())
+    def __init__(self, depth_values, K_ref, K_src, src_from_ref, height: int, width: int):
+        dtype, device = depth_values.dtype, depth_values.device
+        self.depth_values, self.height, self.width = depth_values.detach(), height, width
+        self.bands = max(b for b in (8, 4, 2, 1) if height % b == 0) if device.type == "cpu" else 1
+        rows = height // self.bands
+        K_ref = K_ref.detach().to(dtype)
+        self.K_ref = torch.stack([crop_intrinsics(K_ref, top=b * rows, left=0) for b in range(self.bands)], 1)
+        self.K_ref = self.K_ref.flatten(0, 1)  # (B·bands, 3, 3)
+        self.K_src = K_src.detach().to(dtype).repeat_interleave(self.bands, 0)  # (B·bands, S, 3, 3)
+        self.src_from_ref = src_from_ref.detach().to(dtype).repeat_interleave(self.bands, 0)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_variance: torch.Tensor):
-        ref_features, src_features = ctx.saved_tensors
-        sweep, num_views = ctx.sweep, src_features.shape[1] + 1
-        mean = _view_sums_in_place(ref_features, src_features, sweep, squares=False)[0].div_(num_views)
-        grad_src = None
-        if ctx.needs_input_grad[2]:
-            grad_src = torch.empty_like(src_features)
-            for index in range(src_features.shape[1]):
-                with torch.enable_grad():
-                    features = src_features[:, index].detach().requires_grad_()
-                    warped = sweep.warp(features, index)
-                # grid_sample's backward reads its input and grid, never its output: reuse the output's memory
-                grad_warped = warped.detach().sub_(mean).mul_(grad_variance).mul_(2 / num_views)
-                grad_src[:, index] = torch.autograd.grad(warped, features, grad_warped)[0]
-                del warped, grad_warped
-        grad_ref = None
-        if ctx.needs_input_grad[1]:
-            grad_ref = mean.neg_().add_(ref_features.unsqueeze(2)).mul_(grad_variance).sum(2).mul_(2 / num_views)
-        return None, grad_ref, grad_src
+    @property
+    def num_depths(self) -> int:
+        return self.depth_values.shape[1]
+
+    def warp(self, src_features: torch.Tensor, index: int, start: int, stop: int) -> torch.Tensor:
+        """Source `index`'s features (B, C, Hs, Ws) at hypotheses start..stop−1: (B, C, stop − start, H, W).
+
+        Zeros outside the source image (padding_mode zeros, as the original).
+        """
+        B, C, Hs, Ws = src_features.shape
+        k, n, H, W = self.bands, stop - start, self.height, self.width
+        hypotheses = self.depth_values[:, None, start:stop, None, None].expand(B, k, n, H // k, W).reshape(
+            B * k, n, H // k, W)
+        sources = src_features.unsqueeze(1).expand(B, k, C, Hs, Ws).reshape(B * k, C, Hs, Ws)
+        warped = plane_sweep_warp(sources, hypotheses, self.K_ref, self.K_src[:, index],
+                                  self.src_from_ref[:, index])[0]
+        return warped.view(B, k, C, n, H // k, W).permute(0, 2, 3, 1, 4, 5).reshape(B, C, n, H, W)
 
 
-def build_cost_volume(ref_features: torch.Tensor, src_features: torch.Tensor, K_ref: torch.Tensor,
-                      K_src: torch.Tensor, src_from_ref: torch.Tensor, depth_values: torch.Tensor,
-                      recompute: bool = True) -> torch.Tensor:
-    """Variance over the V = S + 1 views of the reference features and the plane-swept source features.
-
-    variance = Σ_v volume_v² / V − (Σ_v volume_v / V)², per channel, accumulated view by view (never V volumes at
-    once). Warped samples outside a source image are 0 (padding_mode zeros, as the original).
-
-    The warp grid is computed from detached geometry, as in the original (its grid is built under no_grad):
-    gradients reach the features, never the depth hypotheses or cameras (which carry no trainable parameter).
-
-    Without gradients the sums are accumulated in place (inference). With gradients, `recompute=True` stores only
-    the 2D features and re-warps in backward (`_RecomputedVariance`, ~3 volumes of memory), `recompute=False`
-    keeps plain autograd, which stores every warped volume (V + 1 volumes, like the original's training path).
-
-    Args:
-        ref_features: (B, C, H, W); K_ref (B, 3, 3) for that grid.
-        src_features: (B, S, C, Hs, Ws); K_src (B, S, 3, 3) for their grid; src_from_ref (B, S, 4, 4).
-        depth_values: (B, D) fronto-parallel hypotheses (reference-camera depth).
-    Returns:
-        (B, C, D, H, W) variance volume.
-    """
+def _make_sweep(ref_features, src_features, K_ref, K_src, src_from_ref, depth_values) -> _Sweep:
+    """Check the cost-volume inputs (see `build_cost_volume`) and build their sweep."""
     if ref_features.dim() != 4:
         raise ValueError(f"ref_features must be (B, C, H, W), got {tuple(ref_features.shape)}")
     B, C, H, W = ref_features.shape
-    if src_features.dim() != 5 or src_features.shape[:3] != (B, src_features.shape[1], C):
+    if src_features.dim() != 5 or src_features.shape[0] != B or src_features.shape[2] != C:
         raise ValueError(f"src_features must be ({B}, S, {C}, Hs, Ws), got {tuple(src_features.shape)}")
     S = src_features.shape[1]
     if depth_values.dim() != 2 or depth_values.shape[0] != B:
@@ -249,21 +207,169 @@ def build_cost_volume(ref_features: torch.Tensor, src_features: torch.Tensor, K_
                                 ("src_from_ref", src_from_ref, (B, S, 4, 4))):
         if tuple(tensor.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
-    dtype = depth_values.dtype
-    hypotheses = depth_values.detach()[:, :, None, None].expand(-1, -1, H, W)
-    sweep = _Sweep(hypotheses, K_ref.detach().to(dtype), K_src.detach().to(dtype), src_from_ref.detach().to(dtype))
-    num_views = S + 1
+    return _Sweep(depth_values, K_ref, K_src, src_from_ref, H, W)
+
+
+def _view_sums(ref_features: torch.Tensor, warped_volumes, num_depths: int):
+    """Σ_v volume_v and Σ_v volume_v² over the reference (its features repeated over the hypotheses) and the warped
+    source volumes, accumulated in place (no autograd); `warped_volumes` may be a generator (one volume at a time).
+    Returns (sum, sum_sq), (B, C, num_depths, H, W) each."""
+    total = ref_features.unsqueeze(2).expand(-1, -1, num_depths, -1, -1).contiguous()
+    sum_sq = total.square()
+    for warped in warped_volumes:
+        total += warped
+        sum_sq.addcmul_(warped, warped)
+    return total, sum_sq
+
+
+def _variance_(total: torch.Tensor, sum_sq: torch.Tensor, num_views: int) -> torch.Tensor:
+    """In place: `total` becomes the mean and `sum_sq` the variance sum_sq/V − mean² (returned)."""
+    mean = total.div_(num_views)
+    return sum_sq.div_(num_views).addcmul_(mean, mean, value=-1)
+
+
+def build_cost_volume(ref_features: torch.Tensor, src_features: torch.Tensor, K_ref: torch.Tensor,
+                      K_src: torch.Tensor, src_from_ref: torch.Tensor, depth_values: torch.Tensor) -> torch.Tensor:
+    """Variance over the V = S + 1 views of the reference features and the plane-swept source features.
+
+    variance = Σ_v volume_v² / V − (Σ_v volume_v / V)², per channel and hypothesis, accumulated view by view.
+    Without gradients the sums are accumulated in place (one warped volume alive at a time); with gradients this
+    is plain autograd, which keeps every warped volume for backward — the original's training path. For training
+    without storing anything see `cost_volume_conv3d`.
+
+    The warp grid comes from detached geometry, as in the original (its grid is built under no_grad): gradients
+    reach the features, never the depth hypotheses or cameras (which hold no trainable parameter).
+
+    Args:
+        ref_features: (B, C, H, W); K_ref (B, 3, 3) for that grid.
+        src_features: (B, S, C, Hs, Ws); K_src (B, S, 3, 3) for their grid; src_from_ref (B, S, 4, 4).
+        depth_values: (B, D) fronto-parallel hypotheses (reference-camera depth).
+    Returns:
+        (B, C, D, H, W) variance volume.
+    """
+    sweep = _make_sweep(ref_features, src_features, K_ref, K_src, src_from_ref, depth_values)
+    S, D, num_views = src_features.shape[1], sweep.num_depths, src_features.shape[1] + 1
+    warps = (sweep.warp(src_features[:, index], index, 0, D) for index in range(S))
     if not (torch.is_grad_enabled() and (ref_features.requires_grad or src_features.requires_grad)):
-        total, sum_sq = _view_sums_in_place(ref_features, src_features, sweep, squares=True)
-        return sum_sq.div_(num_views).sub_(total.div_(num_views).square_())
-    if recompute:
-        return _RecomputedVariance.apply(sweep, ref_features, src_features)
+        return _variance_(*_view_sums(ref_features, warps, D), num_views)
     total, sum_sq = ref_features.unsqueeze(2), ref_features.unsqueeze(2).square()  # broadcast over D
-    for index in range(S):
-        warped = sweep.warp(src_features[:, index], index)
+    for warped in warps:
         total = total + warped
         sum_sq = sum_sq + warped.square()
     return sum_sq / num_views - (total / num_views).square()
+
+
+def cost_volume_conv3d(ref_features: torch.Tensor, src_features: torch.Tensor, K_ref: torch.Tensor,
+                       K_src: torch.Tensor, src_from_ref: torch.Tensor, depth_values: torch.Tensor,
+                       weight: torch.Tensor, slab_bytes: int = 512 * 2**20) -> torch.Tensor:
+    """conv3d(build_cost_volume(...), weight, padding=1) without ever holding the variance volume.
+
+    The variance and the 3x3x3 convolution are computed together in slabs of hypotheses (each with a one-plane
+    halo, zeros at the ends as conv3d's padding); backward recomputes each slab and backpropagates through the
+    convolution and the warp slab by slab. Memory: the (B, O, D, H, W) output plus a working set of about
+    `slab_bytes`, instead of the variance, its gradient and (with plain autograd) every warped volume.
+
+    Args:
+        ref_features, src_features, K_ref, K_src, src_from_ref, depth_values: as in `build_cost_volume`.
+        weight: (O, C, 3, 3, 3) convolution weight (no bias, stride 1).
+    Returns:
+        (B, O, D, H, W), channels-last on CPU.
+    """
+    sweep = _make_sweep(ref_features, src_features, K_ref, K_src, src_from_ref, depth_values)
+    if weight.dim() != 5 or weight.shape[1:] != (ref_features.shape[1], 3, 3, 3):
+        raise ValueError(f"weight must be (O, {ref_features.shape[1]}, 3, 3, 3), got {tuple(weight.shape)}")
+    B, C, H, W = ref_features.shape
+    # working set per hypothesis plane in backward: S warped volumes + sum, sum², padded input, gradient, temporaries
+    plane_bytes = (src_features.shape[1] + 6) * B * C * H * W * ref_features.element_size()
+    planes = max(1, slab_bytes // plane_bytes)
+    slabs = [(start, min(start + planes, sweep.num_depths)) for start in range(0, sweep.num_depths, planes)]
+    return _SlabVarianceConv.apply(sweep, slabs, weight, ref_features, src_features)
+
+
+def _halo(start: int, stop: int, num_depths: int) -> tuple[int, int]:
+    """Hypotheses lo..hi−1 a slab start..stop−1 needs for a 3-tap convolution along D (clipped at the ends)."""
+    return max(start - 1, 0), min(stop + 1, num_depths)
+
+
+def _padded_slab(volume: torch.Tensor, start: int, stop: int, lo: int, hi: int) -> torch.Tensor:
+    """(B, C', hi − lo, H, W) planes lo..hi−1 -> (B, C', stop − start + 2, H, W) planes start−1..stop (zeros outside
+    the volume), in the convolution's memory format."""
+    B, C, n, H, W = volume.shape
+    out = torch.empty(B, C, stop - start + 2, H, W, dtype=volume.dtype, device=volume.device,
+                      memory_format=_conv_memory_format(volume.device))
+    first, last = 1 - (start - lo), 1 - (start - lo) + n
+    out[:, :, :first].zero_()
+    out[:, :, last:].zero_()
+    out[:, :, first:last] = volume
+    return out
+
+
+class _SlabVarianceConv(torch.autograd.Function):
+    """`cost_volume_conv3d`: forward and backward slab by slab, storing only the 2D features and the weight.
+
+    Backward for a slab start..stop−1 (x = the variance, y = conv3d(x, w), V views, m = the mean over views):
+    ∂L/∂w += conv3d_weight(x[start−1..stop], ∂L/∂y[start..stop−1]);
+    ∂L/∂x[start..stop−1] = the adjoint convolution of ∂L/∂y[start−1..stop], cropped;
+    ∂L/∂volume_v = (2/V)(volume_v − m)·∂L/∂x, backpropagated through the warp to each view's features.
+    """
+
+    @staticmethod
+    def forward(ctx, sweep: _Sweep, slabs, weight, ref_features, src_features):
+        B, C, H, W = ref_features.shape
+        S, D, num_views = src_features.shape[1], sweep.num_depths, src_features.shape[1] + 1
+        out = torch.empty(B, weight.shape[0], D, H, W, dtype=weight.dtype, device=weight.device,
+                          memory_format=_conv_memory_format(weight.device))
+        for start, stop in slabs:
+            lo, hi = _halo(start, stop, D)
+            warps = (sweep.warp(src_features[:, index], index, lo, hi) for index in range(S))
+            variance = _variance_(*_view_sums(ref_features, warps, hi - lo), num_views)
+            out[:, :, start:stop] = F.conv3d(_padded_slab(variance, start, stop, lo, hi), weight, padding=(0, 1, 1))
+        ctx.sweep, ctx.slabs = sweep, slabs
+        ctx.save_for_backward(weight, ref_features, src_features)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        weight, ref_features, src_features = ctx.saved_tensors
+        sweep, S, D = ctx.sweep, src_features.shape[1], ctx.sweep.num_depths
+        num_views = S + 1
+        grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
+        grad_ref = torch.zeros_like(ref_features) if ctx.needs_input_grad[3] else None
+        grad_src = torch.zeros_like(src_features) if ctx.needs_input_grad[4] else None
+        for start, stop in ctx.slabs:
+            lo, hi = _halo(start, stop, D)
+            leaves, warped = [], []
+            for index in range(S):
+                with torch.enable_grad():
+                    leaves.append(src_features[:, index].detach().requires_grad_(grad_src is not None))
+                    warped.append(sweep.warp(leaves[-1], index, lo, hi))
+            total, sum_sq = _view_sums(ref_features, (volume.detach() for volume in warped), hi - lo)
+            x = _padded_slab(_variance_(total, sum_sq, num_views), start, stop, lo, hi)
+            del sum_sq
+            if grad_weight is not None:
+                grad_weight += torch.nn.grad.conv3d_weight(x, weight.shape, grad_out[:, :, start:stop],
+                                                           padding=(0, 1, 1))
+            del x
+            # ∂L/∂x[start..stop−1] from ∂L/∂y[start−1..stop]: the input gradient of a size-preserving convolution of
+            # the padded slab, cropped (its halo planes would need ∂L/∂y beyond the slab). Asking for it with the
+            # 32-channel input's shape keeps oneDNN's size heuristic away from the slow im2col path.
+            g = _padded_slab(grad_out[:, :, lo:hi], start, stop, lo, hi)
+            grad_x = torch.nn.grad.conv3d_input(g.shape[:1] + weight.shape[1:2] + g.shape[2:], weight, g, padding=1)
+            grad_x = grad_x[:, :, 1:-1].contiguous().mul_(2 / num_views)
+            del g
+            core = slice(start - lo, stop - lo)
+            mean = total[:, :, core]
+            if grad_ref is not None:
+                grad_ref += (grad_x * (ref_features.unsqueeze(2) - mean)).sum(2)
+            for index in range(S if grad_src is not None else 0):
+                with torch.enable_grad():
+                    volume = warped[index][:, :, core]
+                # the warp's backward reads its inputs (features, grid), never its output: reuse the output's memory
+                grad_volume = volume.detach().sub_(mean).mul_(grad_x)
+                grad_src[:, index] += torch.autograd.grad(volume, leaves[index], grad_volume)[0]
+                warped[index] = volume = grad_volume = None
+        return None, None, grad_weight, grad_ref, grad_src
 
 
 @dataclass
@@ -282,9 +388,10 @@ class MVSNet(nn.Module):
 
     Args:
         refine: add JDACS's RefineNet (off in both original training scripts).
-        checkpoint_cost_volume: recompute the warped volumes in backward instead of storing them
-            (`build_cost_volume(recompute=...)`); default True — at DTU size it halves the peak memory and is
-            no slower on a CPU (the extra warps cost less than the allocation they save; bench/bench_mvsnet.py).
+        checkpoint_cost_volume: never hold the variance volume: compute it together with CostRegNet's first
+            convolution in slabs of hypotheses and recompute it in backward (`cost_volume_conv3d`). Default True:
+            same values, and at DTU size (3 views 640x512, D 192) a fraction of the memory and no slower
+            (bench/bench_mvsnet.py). False: `build_cost_volume` + plain autograd, storing like the original.
     """
 
     def __init__(self, refine: bool = False, checkpoint_cost_volume: bool = True):
@@ -315,12 +422,14 @@ class MVSNet(nn.Module):
         # from the 1/4-resolution cam.txt K — so on DTU the feature K here IS the cam.txt K the original uses.
         K_features = scale_intrinsics(K, w / W, h / H)
         src_from_ref = relative_transform(cam_from_world[:, 1:], cam_from_world[:, :1])
-        variance = build_cost_volume(features[0], torch.stack(features[1:], 1), K_features[:, 0], K_features[:, 1:],
-                                     src_from_ref, depth_values, recompute=self.checkpoint_cost_volume)
-        del features
-        variance = variance.contiguous(memory_format=torch.channels_last_3d)
-        cost = self.cost_regularization(variance).squeeze(1)
-        del variance
+        geometry = (features[0], torch.stack(features[1:], 1), K_features[:, 0], K_features[:, 1:], src_from_ref,
+                    depth_values)
+        regularization = self.cost_regularization
+        if self.checkpoint_cost_volume:
+            cost = regularization.forward_from_conv0(cost_volume_conv3d(*geometry, regularization.conv0.conv.weight))
+        else:
+            cost = regularization(build_cost_volume(*geometry))
+        cost = cost.squeeze(1)
         prob_volume = F.softmax(cost, dim=1)  # no negation: the network learns the sign of its "cost"
         depth = depth_regression(prob_volume, depth_values)
         refined = self.refine_network(images[:, 0], depth) if self.refine else None

@@ -40,11 +40,15 @@ def add_jdacs_options(parser: configargparse.ArgParser) -> None:
     group.add_argument("--seg_clusters", type=int, default=4, help="NMF parts of the co-segmentation loss")
     group.add_argument("--coseg_backbone", choices=["imagenet", "random"], default="imagenet",
                        help="VGG19 weights of the co-segmentation loss; random is for tests and demos only")
+    group.add_argument("--coseg_image_size", type=int, default=224,
+                       help="square VGG19 input size of the co-segmentation loss, a multiple of 16 (JDACS 224 -> "
+                            "14x14 part maps; smaller is cheaper on a CPU)")
     group.add_argument("--w_aug", type=float, default=0.01, help="augmentation-consistency weight at epoch 0 (0 = off)")
     group.add_argument("--aug_doubling_epochs", type=int, nargs="*", default=[1, 3, 5, 7],
                        help="epochs at which the augmentation weight doubles")
     group.add_argument("--steps_per_epoch", type=int, default=0,
-                       help="steps per epoch for the augmentation schedule (0 = training samples / batch size)")
+                       help="steps per epoch for the augmentation schedule (0 = training samples / (batch size x "
+                            "processes))")
     group.add_argument("--num_val_samples", type=int, default=8, help="validation samples per validation run")
 
 

@@ -76,11 +76,15 @@ class JDACSTask:
 
     def __init__(self, args: argparse.Namespace, run_dir: Path):
         self.args = args
+        if args.coseg_image_size <= 0 or args.coseg_image_size % 16:
+            raise ValueError(f"--coseg_image_size must be a positive multiple of 16 (VGG19 relu5_4 has stride 16), "
+                             f"got {args.coseg_image_size}")
         self.photometric = PhotometricLoss(args.w_reconstruction, args.w_ssim, args.w_smooth, args.num_best_views,
                                            smooth_lambda=args.smooth_lambda)
         self.coseg = None
         if args.w_seg > 0 and not args.supervised:
-            self.coseg = CoSegmentationLoss(args.w_seg, args.seg_clusters, backbone=args.coseg_backbone)
+            self.coseg = CoSegmentationLoss(args.w_seg, args.seg_clusters, backbone=args.coseg_backbone,
+                                            feature_size=args.coseg_image_size)
         self.augmentation = AugmentationConsistencyLoss(args.w_aug)
         self.val_set = build_mvs_dataset(args.val_datasets[0], args, args.val_split) if args.val_datasets else None
         if not args.dtu_scans and "dtu" in [parse_dataset_entry(e, args.data_root)[0] for e in args.train_datasets]:
@@ -97,7 +101,9 @@ class JDACSTask:
         if len(self.args.train_datasets) != 1:
             raise ValueError(f"JDACS trains on one dataset at a time, got {self.args.train_datasets}")
         dataset = build_mvs_dataset(self.args.train_datasets[0], self.args, "train")
-        self.steps_per_epoch = self.args.steps_per_epoch or max(1, len(dataset) // self.args.batch_size)
+        # an epoch = every sample once over all processes (each draws batch_size samples per step)
+        world_size = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        self.steps_per_epoch = self.args.steps_per_epoch or max(1, len(dataset) // (self.args.batch_size * world_size))
         return SeededBatches(dataset, self.args.batch_size)
 
     def training_stages(self, model, batch: MVSSample, step: int):
@@ -136,22 +142,46 @@ class JDACSTask:
         yield aug_loss, {"augmentation": float(aug_parts["augmentation"]), "w_aug": weight}
 
     def validate(self, model: MVSNet, step: int, run_dir: Path) -> tuple[dict, dict]:
-        """Depth metrics on `num_val_samples` evenly spaced samples of the validation set."""
+        """Depth metrics on `num_val_samples` evenly spaced samples of the validation set, with the same metrics of
+        the constant-depth guesses (`CONSTANT_BASELINES`) as `<guess>_<metric>` beside them."""
         if self.val_set is None:
             return {}, {}
         device = next(model.parameters()).device
         indices = np.linspace(0, len(self.val_set) - 1, min(self.args.num_val_samples, len(self.val_set))).astype(int)
         per_image, images = [], {}
+        baselines: dict[str, list[dict]] = {name: [] for name in CONSTANT_BASELINES}
         for i in indices:
             sample = collate_mvs_samples([self.val_set[int(i)]])
             out = model(sample.images.to(device), sample.K.to(device), sample.cam_from_world.to(device),
                         sample.depth_values.to(device))
             depth = (out.refined_depth if out.refined_depth is not None else out.depth)[0].float().cpu()
             per_image.append(depth_metrics(depth, sample.depth[0], sample.mask[0]))
+            for name, constant in constant_depth_guesses(sample.depth_values[0], sample.depth[0],
+                                                         sample.mask[0]).items():
+                baselines[name].append(depth_metrics(torch.full_like(depth, constant), sample.depth[0],
+                                                     sample.mask[0]))
             if len(images) < 2:
                 images[f"{sample.scene[0]}/{sample.ref_view[0]}"] = depth_strip(depth, sample.depth[0],
                                                                               out.confidence[0].float().cpu())
-        return {k: v for k, v in aggregate_depth_metrics(per_image).items() if isinstance(v, float)}, images
+        scalars = {k: v for k, v in aggregate_depth_metrics(per_image).items() if isinstance(v, float)}
+        for name, metrics in baselines.items():
+            scalars.update({f"{name}_{k}": v for k, v in aggregate_depth_metrics(metrics).items()
+                            if isinstance(v, float) and k != "num_images_without_ground_truth"})
+        return scalars, images
+
+
+# Constant-depth guesses logged beside the validation metrics (a trained model must beat both):
+# "const_mid" predicts the middle of the hypothesis range, (d_0 + d_{D-1}) / 2, at every pixel (a guess needing
+# no ground truth); "const_median" predicts the median ground-truth depth of the image at every pixel (an oracle
+# constant: the best single depth for the abs error of that image).
+CONSTANT_BASELINES = ("const_mid", "const_median")
+
+
+def constant_depth_guesses(depth_values: torch.Tensor, truth: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    """{"const_mid": mid-range hypothesis depth, "const_median": median valid ground-truth depth (NaN if none)}."""
+    valid = truth[mask]
+    median = valid.median().item() if valid.numel() else float("nan")
+    return {"const_mid": 0.5 * (depth_values[0].item() + depth_values[-1].item()), "const_median": median}
 
 
 def depth_strip(depth: torch.Tensor, truth: torch.Tensor, confidence: torch.Tensor) -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import configargparse
 
+
 def read_config_items(path: str | Path) -> OrderedDict:
     """The `key = value` items of a configargparse file (lists as lists of strings; later keys win)."""
     path = Path(path)
