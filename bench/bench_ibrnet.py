@@ -1,19 +1,33 @@
 """IBRNet speed and memory benchmark (a benchmark, never a test): writes JSON.
 
     python bench/bench_ibrnet.py [--out bench/results/ibrnet.json] [--quick] [--profile] [--threads N]
+                                 [--allocator default|thp|glibc-tuned]
 
 Cases (each in a fresh subprocess, so that the peak resident memory is the case's own):
   train   one training step: 512 rays, 64 coarse + 64 fine samples, 10 source views of 120×160 —
           feature net on the 10 sources + coarse + fine + masked MSE on both + backward + Adam step.
-  render  deterministic, no-grad rendering of a whole 120×160 target in chunks of 4096 rays, the
-          feature maps computed once per image (included in the time); reported as rays/s.
+          Median over `--repeats` steps after one warm-up step.
+  render  deterministic, no-grad rendering of a whole 120×160 target (19,200 rays) in chunks of 4096
+          rays, the feature maps computed once per image (included in the time); reported as rays/s.
+          Median over `--render_repeats` images after a small warm-up.
 The scene: 11 cameras on an arc around the origin looking at it (target = the middle one), smooth random
 source images, near/far 2/6 — every sample is seen by most source views, as in a real object scene.
+
+Besides wall time, each case reports its CPU time (user + system, all threads), the system part and
+the minor page faults: on a machine shared with other jobs the wall time says little, and fresh large
+allocations (page faults, system time) are a large part of the cost of this memory-bound workload.
+`--allocator` selects how the C heap behaves in the case's process:
+  default      glibc as it comes: blocks above 32 MB are mmap-ed fresh (page-faulted) each time.
+  thp          PyTorch's THP_MEM_ALLOC_ENABLE=1: large blocks on transparent huge pages (fewer faults).
+  glibc-tuned  mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1) (`tune_glibc_malloc`): freed memory stays
+               in the heap and is reused without faults; the resident size no longer shrinks.
+`--profile` prints torch.profiler tables (top ops by self CPU time) of one step / one render chunk.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime
 import json
 import os
@@ -37,6 +51,23 @@ from ibrnet.model import IBRNet, Rays, Sources  # noqa: E402
 from multiview.geometry.projection import rays_through_pixels  # noqa: E402
 from multiview.geometry.transforms import invert_rigid  # noqa: E402
 from multiview.synthetic.cameras import intrinsics, look_at  # noqa: E402
+
+ALLOCATORS = ("default", "thp", "glibc-tuned")
+
+
+def tune_glibc_malloc() -> bool:
+    """Keep freed memory in the C heap for reuse instead of returning it (glibc only; True on success).
+
+    mallopt(M_MMAP_MAX, 0): no block is served by a fresh mmap (which the kernel page-faults and
+    zeroes on first touch); mallopt(M_TRIM_THRESHOLD, -1): the heap is never trimmed. A training
+    loop allocates and frees the same large activations every step; with this they are reused.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))
 
 
 def make_scene(num_sources: int, height: int, width: int, seed: int = 0):
@@ -77,6 +108,28 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # ru_maxrss is in KiB on Linux
 
 
+class Meter:
+    """Wall time, CPU time (user + system, all threads), system time and minor page faults of a block."""
+
+    def __enter__(self):
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        self.start = (time.perf_counter(), usage.ru_utime + usage.ru_stime, usage.ru_stime, usage.ru_minflt)
+        return self
+
+    def __exit__(self, *exc):
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        end = (time.perf_counter(), usage.ru_utime + usage.ru_stime, usage.ru_stime, usage.ru_minflt)
+        self.wall, self.cpu, self.sys, self.faults = (b - a for a, b in zip(self.start, end))
+
+
+def summarise(meters: list[Meter], prefix: str) -> dict:
+    return {f"{prefix}_s": statistics.median(m.wall for m in meters),
+            f"{prefix}_times_s": [round(m.wall, 4) for m in meters],
+            f"{prefix}_cpu_s": statistics.median(m.cpu for m in meters),
+            f"{prefix}_sys_s": statistics.median(m.sys for m in meters),
+            f"{prefix}_page_faults": int(statistics.median(m.faults for m in meters))}
+
+
 def setup(args):
     torch.manual_seed(0)
     H, W = args.height, args.width
@@ -108,18 +161,16 @@ def train_case(args) -> dict:
         return loss.item(), out.coarse.valid.float().mean().item()
 
     model.train()
-    times, losses = [], []
+    meters, losses = [], []
     for index in range(args.warmup + args.repeats):
-        start = time.perf_counter()
-        loss, valid_fraction = step()
-        elapsed = time.perf_counter() - start
+        with Meter() as meter:
+            loss, valid_fraction = step()
         if index >= args.warmup:
-            times.append(elapsed)
+            meters.append(meter)
             losses.append(loss)
     if args.profile:
         profile(step, "training step")
-    return {"train_step_s": statistics.median(times), "train_step_times_s": times, "losses": losses,
-            "valid_ray_fraction": valid_fraction}
+    return {**summarise(meters, "train_step"), "losses": losses, "valid_ray_fraction": valid_fraction}
 
 
 def render_case(args) -> dict:
@@ -138,41 +189,42 @@ def render_case(args) -> dict:
         return torch.cat(colours)
 
     render(rays[:256])  # warm-up (kernel selection, allocator)
-    times = []
+    meters = []
     for _ in range(args.render_repeats):
-        start = time.perf_counter()
-        render()
-        times.append(time.perf_counter() - start)
+        with Meter() as meter:
+            render()
+        meters.append(meter)
     if args.profile:
         profile(lambda: render(rays[: args.chunk]), f"rendering {min(args.chunk, len(rays))} rays (one chunk)")
-    seconds = statistics.median(times)
-    return {"render_rays_per_s": len(rays) / seconds, "render_image_s": seconds, "render_times_s": times,
-            "render_rays": len(rays), "chunk": args.chunk}
+    result = summarise(meters, "render_image")
+    result.update(render_rays_per_s=len(rays) / result["render_image_s"],
+                  render_rays_per_cpu_s=len(rays) / result["render_image_cpu_s"],
+                  render_rays=len(rays), chunk=args.chunk)
+    return result
 
 
 def profile(function, title: str) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    with torch_profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         function()
     print(f"\n=== {title}: top ops by self CPU time ===", file=sys.stderr)
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
 
 
 def run_case(args) -> None:
+    tuned = tune_glibc_malloc() if args.allocator == "glibc-tuned" else None
     torch.set_num_threads(args.threads)
     result = {"train": train_case, "render": render_case}[args.case](args)
     result["peak_rss_gib"] = peak_rss_gib()
+    if tuned is not None:
+        result["glibc_tuned"] = tuned
     print("RESULT " + json.dumps(result))
 
 
-def child_command(args, case: str) -> list[str]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--threads", str(args.threads)]
-    for flag in ("quick", "profile"):
-        if getattr(args, flag):
-            command.append(f"--{flag}")
-    return command
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv=None) -> None:
@@ -182,6 +234,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke run (few rays, few samples)")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per case")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="default")
     parser.add_argument("--repeats", type=int, default=None, help="timed training steps (default 7, quick 2)")
     parser.add_argument("--render_repeats", type=int, default=None, help="timed full renders (default 3)")
     parser.add_argument("--cases", nargs="+", default=["train", "render"], choices=["train", "render"])
@@ -198,37 +251,44 @@ def main(argv=None) -> None:
         run_case(args)
         return
 
-    def load() -> str:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
     report = {"device": "cpu", "torch": torch.__version__, "threads": args.threads,
               "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
+              "allocator": args.allocator,
               "setting": {"rays": args.num_rays, "coarse_samples": args.num_coarse, "fine_samples": args.num_fine,
                           "source_views": args.num_sources, "image": [args.height, args.width],
-                          "render_chunk": args.chunk},
-              "load_before": load(), "cases": {}}
+                          "render_chunk": args.chunk, "train_repeats": args.repeats,
+                          "render_repeats": args.render_repeats},
+              "cases": {}}
+    env = dict(os.environ)
+    if args.allocator == "thp":
+        env["THP_MEM_ALLOC_ENABLE"] = "1"
     for case in args.cases:
-        command = child_command(args, case)
-        for name in ("repeats", "render_repeats"):
-            command += [f"--{name}", str(getattr(args, name))]
-        completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        command = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--threads", str(args.threads),
+                   "--allocator", args.allocator, "--repeats", str(args.repeats),
+                   "--render_repeats", str(args.render_repeats)]
+        command += ["--quick"] * args.quick + ["--profile"] * args.profile
+        load_before = load_average()
+        completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
         sys.stderr.write(completed.stderr)
         if completed.returncode != 0:
             raise SystemExit(f"case {case} failed (exit {completed.returncode})")
         line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
-        report["cases"][case] = json.loads(line[len("RESULT "):])
-    report["load_after"] = load()
+        report["cases"][case] = {**json.loads(line[len("RESULT "):]), "load_before": load_before,
+                                 "load_after": load_average()}
     cases = report["cases"]
     report["summary"] = {
         "train_step_s": cases.get("train", {}).get("train_step_s"),
+        "train_step_cpu_s": cases.get("train", {}).get("train_step_cpu_s"),
         "render_rays_per_s": cases.get("render", {}).get("render_rays_per_s"),
+        "render_rays_per_cpu_s": cases.get("render", {}).get("render_rays_per_cpu_s"),
         "peak_rss_gib": max((c["peak_rss_gib"] for c in cases.values()), default=None),
+        "load": {case: [c["load_before"], c["load_after"]] for case, c in cases.items()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["summary"], indent=2))
-    print(f"load {report['load_before']} -> {report['load_after']}; written to {args.out}")
+    print(f"written to {args.out}")
 
 
 if __name__ == "__main__":

@@ -37,10 +37,11 @@ class BasicBlock(nn.Module):
                                             instance_norm(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        # in place on fresh outputs, as the original (its ReLU is inplace=True, `out += identity`)
+        out = F.relu_(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + identity)
+        return F.relu_(out.add_(identity))
 
 
 class ConvELU(nn.Module):
@@ -53,7 +54,7 @@ class ConvELU(nn.Module):
         self.bn = instance_norm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.elu(self.bn(self.conv(x)))
+        return F.elu_(self.bn(self.conv(x)))
 
 
 class UpConvELU(nn.Module):
@@ -104,7 +105,7 @@ class ResUNet(nn.Module):
         return nn.Sequential(*blocks)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.relu(self.bn1(self.conv1(images)))
+        x = F.relu_(self.bn1(self.conv1(images)))
         x1 = self.layer1(x)
         x2 = self.layer2(x1)
         x3 = self.layer3(x2)

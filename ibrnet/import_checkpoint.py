@@ -80,7 +80,8 @@ def convert_state_dict(checkpoint: dict, source: str | Path) -> tuple[dict[str, 
                 raise ValueError(f"{source}: '{part}' entry {key!r} is a {type(value).__name__}, not a tensor")
             state[f"{part}.{_strip_ddp(key)}"] = value.detach().clone().float()
 
-    has_s = {part: f"{part}.s" in state for part in ("net_coarse", "net_fine") if f"{part}.ray_dir_fc.0.weight" in state}
+    nets = [part for part in ("net_coarse", "net_fine") if part in checkpoint]
+    has_s = {part: f"{part}.s" in state for part in nets}
     if len(set(has_s.values())) > 1:
         raise ValueError(f"{source}: anti-alias sharpness 's' present in {[p for p, s in has_s.items() if s]} "
                          f"but not in {[p for p, s in has_s.items() if not s]}")

@@ -15,6 +15,7 @@ Deliberate differences, each documented where it is implemented:
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -158,9 +159,10 @@ def _conv_memory_format(device: torch.device) -> torch.memory_format:
 class _Sweep:
     """Plane-sweep geometry of one reference grid (detached) and the banded warp of source features.
 
-    On CPU `grid_sample` parallelises over the batch only, so the reference grid is cut into horizontal bands
-    (up to 8, K_ref cropped with `crop_intrinsics`) that `plane_sweep_warp` sees as batch items: same samples,
-    all threads busy.
+    On CPU `grid_sample` parallelises over the batch only, so the reference grid is cut into `bands` horizontal
+    bands (up to 8; K_ref cropped with `crop_intrinsics`) that `plane_sweep_warp` sees as batch items: the same
+    samples, all threads busy. Warped volumes stay in that layout, viewed as (B, C, n, bands, H/bands, W);
+    `banded` views an ordinary (B, C, n, H, W) volume the same way.
     """
 
     def __init__(self, depth_values, K_ref, K_src, src_from_ref, height: int, width: int):
@@ -178,19 +180,20 @@ class _Sweep:
     def num_depths(self) -> int:
         return self.depth_values.shape[1]
 
-    def warp(self, src_features: torch.Tensor, index: int, start: int, stop: int) -> torch.Tensor:
-        """Source `index`'s features (B, C, Hs, Ws) at hypotheses start..stop−1: (B, C, stop − start, H, W).
+    def banded(self, volume: torch.Tensor) -> torch.Tensor:
+        """(B, C, n, H, W) contiguous -> view (B, C, n, bands, H/bands, W)."""
+        return volume.view(*volume.shape[:3], self.bands, self.height // self.bands, self.width)
 
-        Zeros outside the source image (padding_mode zeros, as the original).
-        """
+    def warp(self, src_features: torch.Tensor, index: int, start: int, stop: int) -> torch.Tensor:
+        """Source `index`'s features (B, C, Hs, Ws) at hypotheses start..stop−1, zeros outside the source image
+        (padding_mode zeros, as the original): a (B, C, stop − start, bands, H/bands, W) view."""
         B, C, Hs, Ws = src_features.shape
-        k, n, H, W = self.bands, stop - start, self.height, self.width
-        hypotheses = self.depth_values[:, None, start:stop, None, None].expand(B, k, n, H // k, W).reshape(
-            B * k, n, H // k, W)
+        k, n, rows = self.bands, stop - start, self.height // self.bands
+        hypotheses = self.depth_values[:, None, start:stop, None, None].expand(B, k, n, rows, self.width)
         sources = src_features.unsqueeze(1).expand(B, k, C, Hs, Ws).reshape(B * k, C, Hs, Ws)
-        warped = plane_sweep_warp(sources, hypotheses, self.K_ref, self.K_src[:, index],
-                                  self.src_from_ref[:, index])[0]
-        return warped.view(B, k, C, n, H // k, W).permute(0, 2, 3, 1, 4, 5).reshape(B, C, n, H, W)
+        warped = plane_sweep_warp(sources, hypotheses.reshape(B * k, n, rows, self.width), self.K_ref,
+                                  self.K_src[:, index], self.src_from_ref[:, index])[0]
+        return warped.view(B, k, C, n, rows, self.width).permute(0, 2, 3, 1, 4, 5)
 
 
 def _make_sweep(ref_features, src_features, K_ref, K_src, src_from_ref, depth_values) -> _Sweep:
@@ -210,15 +213,16 @@ def _make_sweep(ref_features, src_features, K_ref, K_src, src_from_ref, depth_va
     return _Sweep(depth_values, K_ref, K_src, src_from_ref, H, W)
 
 
-def _view_sums(ref_features: torch.Tensor, warped_volumes, num_depths: int):
+def _view_sums(sweep: _Sweep, ref_features: torch.Tensor, warped_volumes, num_depths: int):
     """Σ_v volume_v and Σ_v volume_v² over the reference (its features repeated over the hypotheses) and the warped
-    source volumes, accumulated in place (no autograd); `warped_volumes` may be a generator (one volume at a time).
-    Returns (sum, sum_sq), (B, C, num_depths, H, W) each."""
+    source volumes (banded, see `_Sweep`), accumulated in place without autograd; `warped_volumes` may be a
+    generator (one volume alive at a time). Returns (sum, sum_sq), (B, C, num_depths, H, W) each."""
     total = ref_features.unsqueeze(2).expand(-1, -1, num_depths, -1, -1).contiguous()
     sum_sq = total.square()
+    total_banded, sum_sq_banded = sweep.banded(total), sweep.banded(sum_sq)
     for warped in warped_volumes:
-        total += warped
-        sum_sq.addcmul_(warped, warped)
+        total_banded += warped
+        sum_sq_banded.addcmul_(warped, warped)
     return total, sum_sq
 
 
@@ -251,12 +255,14 @@ def build_cost_volume(ref_features: torch.Tensor, src_features: torch.Tensor, K_
     S, D, num_views = src_features.shape[1], sweep.num_depths, src_features.shape[1] + 1
     warps = (sweep.warp(src_features[:, index], index, 0, D) for index in range(S))
     if not (torch.is_grad_enabled() and (ref_features.requires_grad or src_features.requires_grad)):
-        return _variance_(*_view_sums(ref_features, warps, D), num_views)
-    total, sum_sq = ref_features.unsqueeze(2), ref_features.unsqueeze(2).square()  # broadcast over D
+        return _variance_(*_view_sums(sweep, ref_features, warps, D), num_views)
+    reference = sweep.banded(ref_features.unsqueeze(2))  # broadcast over D
+    total, sum_sq = reference, reference.square()
     for warped in warps:
         total = total + warped
         sum_sq = sum_sq + warped.square()
-    return sum_sq / num_views - (total / num_views).square()
+    return (sum_sq / num_views - (total / num_views).square()).reshape(*ref_features.shape[:2], D,
+                                                                      *ref_features.shape[2:])
 
 
 def cost_volume_conv3d(ref_features: torch.Tensor, src_features: torch.Tensor, K_ref: torch.Tensor,
@@ -280,8 +286,9 @@ def cost_volume_conv3d(ref_features: torch.Tensor, src_features: torch.Tensor, K
         raise ValueError(f"weight must be (O, {ref_features.shape[1]}, 3, 3, 3), got {tuple(weight.shape)}")
     B, C, H, W = ref_features.shape
     # working set per hypothesis plane in backward: S warped volumes + sum, sum², padded input, gradient, temporaries
-    plane_bytes = (src_features.shape[1] + 6) * B * C * H * W * ref_features.element_size()
-    planes = max(1, slab_bytes // plane_bytes)
+    plane_bytes = (src_features.shape[1] + 5) * B * C * H * W * ref_features.element_size()
+    num_slabs = -(-sweep.num_depths // max(1, slab_bytes // plane_bytes))
+    planes = -(-sweep.num_depths // num_slabs)  # equal slabs (the last one may be shorter)
     slabs = [(start, min(start + planes, sweep.num_depths)) for start in range(0, sweep.num_depths, planes)]
     return _SlabVarianceConv.apply(sweep, slabs, weight, ref_features, src_features)
 
@@ -291,16 +298,16 @@ def _halo(start: int, stop: int, num_depths: int) -> tuple[int, int]:
     return max(start - 1, 0), min(stop + 1, num_depths)
 
 
-def _padded_slab(volume: torch.Tensor, start: int, stop: int, lo: int, hi: int) -> torch.Tensor:
-    """(B, C', hi − lo, H, W) planes lo..hi−1 -> (B, C', stop − start + 2, H, W) planes start−1..stop (zeros outside
-    the volume), in the convolution's memory format."""
+def _padded_slab(volume: torch.Tensor, start: int, stop: int, lo: int) -> torch.Tensor:
+    """(B, C', n, H, W) planes lo..lo+n−1 -> (B, C', stop − start + 2, H, W) planes start−1..stop (zeros outside the
+    volume), in the convolution's memory format."""
     B, C, n, H, W = volume.shape
     out = torch.empty(B, C, stop - start + 2, H, W, dtype=volume.dtype, device=volume.device,
                       memory_format=_conv_memory_format(volume.device))
-    first, last = 1 - (start - lo), 1 - (start - lo) + n
+    first = 1 - (start - lo)
     out[:, :, :first].zero_()
-    out[:, :, last:].zero_()
-    out[:, :, first:last] = volume
+    out[:, :, first + n:].zero_()
+    out[:, :, first:first + n] = volume
     return out
 
 
@@ -322,8 +329,8 @@ class _SlabVarianceConv(torch.autograd.Function):
         for start, stop in slabs:
             lo, hi = _halo(start, stop, D)
             warps = (sweep.warp(src_features[:, index], index, lo, hi) for index in range(S))
-            variance = _variance_(*_view_sums(ref_features, warps, hi - lo), num_views)
-            out[:, :, start:stop] = F.conv3d(_padded_slab(variance, start, stop, lo, hi), weight, padding=(0, 1, 1))
+            variance = _variance_(*_view_sums(sweep, ref_features, warps, hi - lo), num_views)
+            out[:, :, start:stop] = F.conv3d(_padded_slab(variance, start, stop, lo), weight, padding=(0, 1, 1))
         ctx.sweep, ctx.slabs = sweep, slabs
         ctx.save_for_backward(weight, ref_features, src_features)
         return out
@@ -339,36 +346,37 @@ class _SlabVarianceConv(torch.autograd.Function):
         grad_src = torch.zeros_like(src_features) if ctx.needs_input_grad[4] else None
         for start, stop in ctx.slabs:
             lo, hi = _halo(start, stop, D)
+            core = slice(start - lo, stop - lo)
             leaves, warped = [], []
-            for index in range(S):
-                with torch.enable_grad():
+            with torch.enable_grad():
+                for index in range(S):
                     leaves.append(src_features[:, index].detach().requires_grad_(grad_src is not None))
                     warped.append(sweep.warp(leaves[-1], index, lo, hi))
-            total, sum_sq = _view_sums(ref_features, (volume.detach() for volume in warped), hi - lo)
-            x = _padded_slab(_variance_(total, sum_sq, num_views), start, stop, lo, hi)
+            total, sum_sq = _view_sums(sweep, ref_features, (volume.detach() for volume in warped), hi - lo)
+            x = _padded_slab(_variance_(total, sum_sq, num_views), start, stop, lo)
             del sum_sq
             if grad_weight is not None:
                 grad_weight += torch.nn.grad.conv3d_weight(x, weight.shape, grad_out[:, :, start:stop],
                                                            padding=(0, 1, 1))
-            del x
             # ∂L/∂x[start..stop−1] from ∂L/∂y[start−1..stop]: the input gradient of a size-preserving convolution of
-            # the padded slab, cropped (its halo planes would need ∂L/∂y beyond the slab). Asking for it with the
-            # 32-channel input's shape keeps oneDNN's size heuristic away from the slow im2col path.
-            g = _padded_slab(grad_out[:, :, lo:hi], start, stop, lo, hi)
-            grad_x = torch.nn.grad.conv3d_input(g.shape[:1] + weight.shape[1:2] + g.shape[2:], weight, g, padding=1)
-            grad_x = grad_x[:, :, 1:-1].contiguous().mul_(2 / num_views)
-            del g
-            core = slice(start - lo, stop - lo)
+            # the padded slab, cropped (its halo planes would need ∂L/∂y beyond the slab). Asked for with the
+            # 32-channel input's shape, which keeps oneDNN's size heuristic away from the slow im2col path.
+            g = _padded_slab(grad_out[:, :, lo:hi], start, stop, lo)
+            grad_x = torch.nn.grad.conv3d_input(x.shape, weight, g, padding=1)[:, :, 1:-1]
+            grad_x = grad_x.contiguous().mul_(2 / num_views)
+            del x, g
             mean = total[:, :, core]
             if grad_ref is not None:
-                grad_ref += (grad_x * (ref_features.unsqueeze(2) - mean)).sum(2)
+                grad_ref += ref_features * grad_x.sum(2) - (grad_x * mean).sum(2)
+            mean, grad_x = sweep.banded(mean), sweep.banded(grad_x)
             for index in range(S if grad_src is not None else 0):
-                with torch.enable_grad():
-                    volume = warped[index][:, :, core]
                 # the warp's backward reads its inputs (features, grid), never its output: reuse the output's memory
-                grad_volume = volume.detach().sub_(mean).mul_(grad_x)
-                grad_src[:, index] += torch.autograd.grad(volume, leaves[index], grad_volume)[0]
-                warped[index] = volume = grad_volume = None
+                grad_volume = warped[index].detach()
+                grad_volume[:, :, core].sub_(mean).mul_(grad_x)
+                grad_volume[:, :, :core.start].zero_()
+                grad_volume[:, :, core.stop:].zero_()
+                grad_src[:, index] += torch.autograd.grad(warped[index], leaves[index], grad_volume)[0]
+                warped[index] = grad_volume = None
         return None, None, grad_weight, grad_ref, grad_src
 
 

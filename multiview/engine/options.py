@@ -66,7 +66,6 @@ def add_optimisation_options(parser: configargparse.ArgParser) -> None:
 def add_logging_options(parser: configargparse.ArgParser) -> None:
     group = parser.add_argument_group("logging")
     group.add_argument("--log_every", type=int, default=100, help="steps between scalar logs")
-    group.add_argument("--image_every", type=int, default=2000, help="steps between TensorBoard images")
     group.add_argument("--validate_every", type=int, default=2000, help="steps between validation runs (0 = off)")
     group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
 

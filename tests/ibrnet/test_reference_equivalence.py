@@ -119,8 +119,9 @@ def _inputs(R=5, S=12, V=6, C=32, seed=0, view_major=False):
 
 @pytest.mark.parametrize("anti_alias_pooling", [True, False])
 @pytest.mark.parametrize("use_sdpa", [True, False])
-@pytest.mark.parametrize("view_major", [False, True])
-def test_aggregator_equals_the_original_formulation_outputs_and_gradients(anti_alias_pooling, use_sdpa, view_major):
+@pytest.mark.parametrize("view_major, separate_colours", [(False, False), (True, False), (True, True)])
+def test_aggregator_equals_the_original_formulation_outputs_and_gradients(anti_alias_pooling, use_sdpa, view_major,
+                                                                          separate_colours):
     torch.manual_seed(0)
     S = 12
     net = IBRNetAggregator(32, S, anti_alias_pooling, use_sdpa).double()
@@ -133,7 +134,7 @@ def test_aggregator_equals_the_original_formulation_outputs_and_gradients(anti_a
     torch.testing.assert_close(net.pos_encoding, pos_encoding[0].double(), atol=0, rtol=0)
 
     ours_in = rgb_feat.clone().requires_grad_(True)
-    rgb, sigma = net(ours_in, ray_diff, mask)
+    rgb, sigma = net(ours_in, ray_diff, mask, ours_in[..., :3] if separate_colours else None)
     ref_in = rgb_feat.detach().clone().requires_grad_(True)
     expected = original_aggregator_forward(net, ref_in, ray_diff, mask[..., None].double(), pos_encoding)
     torch.testing.assert_close(rgb, expected[..., :3], **TOLERANCE)
@@ -228,3 +229,64 @@ def test_reference_attention_temperature_is_sqrt_head_dim():
     v = torch.randn(2, 3, 5, 4, dtype=torch.float64)
     expected = torch.softmax(torch.matmul(q / math.sqrt(4), k.transpose(-1, -2)), -1) @ v
     torch.testing.assert_close(F.scaled_dot_product_attention(q, k, v), expected, **TOLERANCE)
+
+
+def original_resunet_forward(net, x):
+    """The original ResUNet.forward / BasicBlock / conv / upconv / skipconnect composition on our modules."""
+
+    def block(b, x):
+        identity = x
+        out = F.relu(b.bn1(b.conv1(x)))
+        out = b.bn2(b.conv2(out))
+        if b.downsample is not None:
+            identity = b.downsample(x)
+        return F.relu(out + identity)
+
+    def conv(c, x):
+        return F.elu(c.bn(c.conv(x)))
+
+    def upconv(u, x):
+        return conv(u.conv, F.interpolate(x, scale_factor=2, align_corners=True, mode="bilinear"))
+
+    def skipconnect(x1, x2):
+        diff_y, diff_x = x2.size()[2] - x1.size()[2], x2.size()[3] - x1.size()[3]
+        x1 = F.pad(x1, (diff_x // 2, diff_x - diff_x // 2, diff_y // 2, diff_y - diff_y // 2))
+        return torch.cat([x2, x1], dim=1)
+
+    x = F.relu(net.bn1(net.conv1(x)))
+    x1 = x
+    for b in net.layer1:
+        x1 = block(b, x1)
+    x2 = x1
+    for b in net.layer2:
+        x2 = block(b, x2)
+    x3 = x2
+    for b in net.layer3:
+        x3 = block(b, x3)
+    x = conv(net.iconv3, skipconnect(x2, upconv(net.upconv3, x3)))
+    x = conv(net.iconv2, skipconnect(x1, upconv(net.upconv2, x)))
+    x_out = net.out_conv(x)
+    return x_out[:, :32], x_out[:, -32:]
+
+
+@pytest.mark.parametrize("size", [(48, 64), (61, 83)])
+def test_feature_net_equals_the_original_formulation(size):
+    from ibrnet.feature_net import ResUNet
+
+    torch.manual_seed(0)
+    net = ResUNet().double()
+    with torch.no_grad():  # non-trivial instance-norm affine parameters
+        for name, parameter in net.named_parameters():
+            if ".bn" in name or name.startswith("bn") or "downsample.1" in name:
+                parameter.add_(0.1 * torch.randn_like(parameter))
+    images = torch.rand(2, 3, *size, dtype=torch.float64)
+    ours = net(images)
+    expected = original_resunet_forward(net, images)
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b, **TOLERANCE)
+    cotangent = [torch.randn_like(a) for a in ours]
+    params = list(net.parameters())
+    ours_grads = torch.autograd.grad(sum((a * c).sum() for a, c in zip(ours, cotangent)), params)
+    ref_grads = torch.autograd.grad(sum((a * c).sum() for a, c in zip(expected, cotangent)), params)
+    for a, b in zip(ours_grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
