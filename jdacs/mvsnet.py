@@ -213,13 +213,18 @@ def _make_sweep(ref_features, src_features, K_ref, K_src, src_from_ref, depth_va
     return _Sweep(depth_values, K_ref, K_src, src_from_ref, H, W)
 
 
-def _view_sums(sweep: _Sweep, ref_features: torch.Tensor, warped_volumes, num_depths: int):
+def _view_sums(sweep: _Sweep, ref_features: torch.Tensor, warped_volumes, num_planes: int, first: int = 0,
+               stop: int | None = None):
     """Σ_v volume_v and Σ_v volume_v² over the reference (its features repeated over the hypotheses) and the warped
     source volumes (banded, see `_Sweep`), accumulated in place without autograd; `warped_volumes` may be a
-    generator (one volume alive at a time). Returns (sum, sum_sq), (B, C, num_depths, H, W) each."""
-    total = ref_features.unsqueeze(2).expand(-1, -1, num_depths, -1, -1).contiguous()
+    generator (one volume alive at a time). The volumes fill planes first..stop−1 of the (B, C, num_planes, H, W)
+    results (sum, sum_sq); the other planes are zeros (the padding of a convolution along D)."""
+    stop = num_planes if stop is None else stop
+    total = ref_features.unsqueeze(2).expand(-1, -1, num_planes, -1, -1).contiguous()
+    total[:, :, :first].zero_()
+    total[:, :, stop:].zero_()
     sum_sq = total.square()
-    total_banded, sum_sq_banded = sweep.banded(total), sweep.banded(sum_sq)
+    total_banded, sum_sq_banded = sweep.banded(total[:, :, first:stop]), sweep.banded(sum_sq[:, :, first:stop])
     for warped in warped_volumes:
         total_banded += warped
         sum_sq_banded.addcmul_(warped, warped)
@@ -293,22 +298,11 @@ def cost_volume_conv3d(ref_features: torch.Tensor, src_features: torch.Tensor, K
     return _SlabVarianceConv.apply(sweep, slabs, weight, ref_features, src_features)
 
 
-def _halo(start: int, stop: int, num_depths: int) -> tuple[int, int]:
-    """Hypotheses lo..hi−1 a slab start..stop−1 needs for a 3-tap convolution along D (clipped at the ends)."""
-    return max(start - 1, 0), min(stop + 1, num_depths)
-
-
-def _padded_slab(volume: torch.Tensor, start: int, stop: int, lo: int) -> torch.Tensor:
-    """(B, C', n, H, W) planes lo..lo+n−1 -> (B, C', stop − start + 2, H, W) planes start−1..stop (zeros outside the
-    volume), in the convolution's memory format."""
-    B, C, n, H, W = volume.shape
-    out = torch.empty(B, C, stop - start + 2, H, W, dtype=volume.dtype, device=volume.device,
-                      memory_format=_conv_memory_format(volume.device))
-    first = 1 - (start - lo)
-    out[:, :, :first].zero_()
-    out[:, :, first + n:].zero_()
-    out[:, :, first:first + n] = volume
-    return out
+def _slab_planes(start: int, stop: int, num_depths: int) -> tuple[int, int, int]:
+    """For a slab start..stop−1 and a 3-tap convolution along D: its input planes start−1..stop hold hypotheses
+    lo..hi−1 (clipped at the ends of the volume) at positions first..first + hi − lo − 1. Returns (lo, hi, first)."""
+    lo, hi = max(start - 1, 0), min(stop + 1, num_depths)
+    return lo, hi, lo - (start - 1)
 
 
 class _SlabVarianceConv(torch.autograd.Function):
@@ -327,10 +321,10 @@ class _SlabVarianceConv(torch.autograd.Function):
         out = torch.empty(B, weight.shape[0], D, H, W, dtype=weight.dtype, device=weight.device,
                           memory_format=_conv_memory_format(weight.device))
         for start, stop in slabs:
-            lo, hi = _halo(start, stop, D)
+            lo, hi, first = _slab_planes(start, stop, D)
             warps = (sweep.warp(src_features[:, index], index, lo, hi) for index in range(S))
-            variance = _variance_(*_view_sums(sweep, ref_features, warps, hi - lo), num_views)
-            out[:, :, start:stop] = F.conv3d(_padded_slab(variance, start, stop, lo), weight, padding=(0, 1, 1))
+            sums = _view_sums(sweep, ref_features, warps, stop - start + 2, first, first + hi - lo)
+            out[:, :, start:stop] = F.conv3d(_variance_(*sums, num_views), weight, padding=(0, 1, 1))
         ctx.sweep, ctx.slabs = sweep, slabs
         ctx.save_for_backward(weight, ref_features, src_features)
         return out
@@ -339,36 +333,37 @@ class _SlabVarianceConv(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         weight, ref_features, src_features = ctx.saved_tensors
-        sweep, S, D = ctx.sweep, src_features.shape[1], ctx.sweep.num_depths
+        sweep, (B, S, _, H, W), D = ctx.sweep, src_features.shape, ctx.sweep.num_depths
         num_views = S + 1
         grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
         grad_ref = torch.zeros_like(ref_features) if ctx.needs_input_grad[3] else None
         grad_src = torch.zeros_like(src_features) if ctx.needs_input_grad[4] else None
         for start, stop in ctx.slabs:
-            lo, hi = _halo(start, stop, D)
-            core = slice(start - lo, stop - lo)
+            lo, hi, first = _slab_planes(start, stop, D)
             leaves, warped = [], []
             with torch.enable_grad():
                 for index in range(S):
                     leaves.append(src_features[:, index].detach().requires_grad_(grad_src is not None))
                     warped.append(sweep.warp(leaves[-1], index, lo, hi))
-            total, sum_sq = _view_sums(sweep, ref_features, (volume.detach() for volume in warped), hi - lo)
-            x = _padded_slab(_variance_(total, sum_sq, num_views), start, stop, lo)
-            del sum_sq
+            total, x = _view_sums(sweep, ref_features, (volume.detach() for volume in warped), stop - start + 2,
+                                  first, first + hi - lo)
+            x = _variance_(total, x, num_views)  # planes start−1..stop
             if grad_weight is not None:
                 grad_weight += torch.nn.grad.conv3d_weight(x, weight.shape, grad_out[:, :, start:stop],
                                                            padding=(0, 1, 1))
             # ∂L/∂x[start..stop−1] from ∂L/∂y[start−1..stop]: the input gradient of a size-preserving convolution of
-            # the padded slab, cropped (its halo planes would need ∂L/∂y beyond the slab). Asked for with the
-            # 32-channel input's shape, which keeps oneDNN's size heuristic away from the slow im2col path.
-            g = _padded_slab(grad_out[:, :, lo:hi], start, stop, lo)
+            # the slab, cropped (its end planes would need ∂L/∂y beyond the slab). Asked for with the 32-channel
+            # input's shape, which keeps oneDNN's size heuristic away from the slow im2col path.
+            g = torch.zeros(B, weight.shape[0], stop - start + 2, H, W, dtype=grad_out.dtype, device=grad_out.device)
+            g[:, :, first:first + hi - lo] = grad_out[:, :, lo:hi]
             grad_x = torch.nn.grad.conv3d_input(x.shape, weight, g, padding=1)[:, :, 1:-1]
             grad_x = grad_x.contiguous().mul_(2 / num_views)
             del x, g
-            mean = total[:, :, core]
+            mean = total[:, :, 1:-1]
             if grad_ref is not None:
                 grad_ref += ref_features * grad_x.sum(2) - (grad_x * mean).sum(2)
             mean, grad_x = sweep.banded(mean), sweep.banded(grad_x)
+            core = slice(start - lo, stop - lo)  # of the warped planes lo..hi−1
             for index in range(S if grad_src is not None else 0):
                 # the warp's backward reads its inputs (features, grid), never its output: reuse the output's memory
                 grad_volume = warped[index].detach()
