@@ -23,14 +23,15 @@ from multiview.geometry.transforms import transform_points
 class Projection:
     """Per sample and source view: rgb_feat (R, S, V, 3 + C), ray_diff (R, S, V, 4), mask (R, S, V) bool.
 
-    The three are permuted views of view-major storage ((V, ·, R, S) contiguous): the aggregator works
-    on (V, C, R·S) and gets them without a copy.
+    All are permuted views of view-major storage ((V, ·, R, S) contiguous): the aggregator works on
+    (V, C, R·S) and gets them without a copy. `colours` (R, S, V, 3) holds the values of
+    rgb_feat[..., :3] as a tensor of its own (the aggregator blends them without slicing rgb_feat).
     """
 
     rgb_feat: torch.Tensor
     ray_diff: torch.Tensor
     mask: torch.Tensor
-    colours: torch.Tensor | None = None  # (R, S, V, 3): rgb_feat[..., :3] as its own tensor (see the aggregator)
+    colours: torch.Tensor | None = None
 
 
 def _ray_direction_difference_view_major(points: torch.Tensor, target_center: torch.Tensor,

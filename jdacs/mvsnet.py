@@ -23,7 +23,8 @@ from torch.autograd.function import once_differentiable
 
 from multiview.geometry.intrinsics import crop_intrinsics, scale_intrinsics
 from multiview.geometry.transforms import relative_transform
-from multiview.geometry.warping import plane_sweep_warp
+from multiview.geometry.projection import pixel_to_grid
+from multiview.geometry.warping import plane_sweep_pixels
 
 FEATURE_STRIDE = 4  # FeatureNet output = 1/4 of the image
 UNET_FACTOR = 8  # CostRegNet halves D, H and W three times
@@ -157,28 +158,40 @@ def _conv_memory_format(device: torch.device) -> torch.memory_format:
 
 
 class _Sweep:
-    """Plane-sweep geometry of one reference grid (detached) and the banded warp of source features.
+    """Plane-sweep sampling grids of every source view (from detached geometry), and the warp of features with them.
+
+    The grids come from `plane_sweep_pixels` (the shared geometry, integer pixel centres) and are sampled with
+    `grid_sample(align_corners=True)` — exactly `plane_sweep_warp`, whose validity mask MVSNet does not use and which
+    would recompute the geometry for every slab and again in backward (together over half of its time here): they
+    are computed once, `GRID_PLANES` hypotheses at a time to bound the temporaries.
 
     On CPU `grid_sample` parallelises over the batch only, so the reference grid is cut into `bands` horizontal
-    bands (up to 8; K_ref cropped with `crop_intrinsics`) that `plane_sweep_warp` sees as batch items: the same
-    samples, all threads busy. Warped volumes stay in that layout, viewed as (B, C, n, bands, H/bands, W);
-    `banded` views an ordinary (B, C, n, H, W) volume the same way.
+    bands (up to 8; K_ref cropped with `crop_intrinsics`) that the sampler sees as batch items: the same samples,
+    all threads busy. Warped volumes stay in that layout, viewed as (B, C, n, bands, H/bands, W); `banded` views an
+    ordinary (B, C, n, H, W) volume the same way.
     """
 
-    def __init__(self, depth_values, K_ref, K_src, src_from_ref, height: int, width: int):
-        dtype, device = depth_values.dtype, depth_values.device
-        self.depth_values, self.height, self.width = depth_values.detach(), height, width
-        self.bands = max(b for b in (8, 4, 2, 1) if height % b == 0) if device.type == "cpu" else 1
-        rows = height // self.bands
-        K_ref = K_ref.detach().to(dtype)
-        self.K_ref = torch.stack([crop_intrinsics(K_ref, top=b * rows, left=0) for b in range(self.bands)], 1)
-        self.K_ref = self.K_ref.flatten(0, 1)  # (B·bands, 3, 3)
-        self.K_src = K_src.detach().to(dtype).repeat_interleave(self.bands, 0)  # (B·bands, S, 3, 3)
-        self.src_from_ref = src_from_ref.detach().to(dtype).repeat_interleave(self.bands, 0)
+    GRID_PLANES = 16
 
-    @property
-    def num_depths(self) -> int:
-        return self.depth_values.shape[1]
+    def __init__(self, depth_values, K_ref, K_src, src_from_ref, height: int, width: int,
+                 src_size: tuple[int, int], dtype: torch.dtype):
+        device = depth_values.device
+        self.height, self.width, self.num_depths = height, width, depth_values.shape[1]
+        self.bands = max(b for b in (8, 4, 2, 1) if height % b == 0) if device.type == "cpu" else 1
+        B, S, k, rows = K_src.shape[0], K_src.shape[1], self.bands, height // self.bands
+        geometry_dtype = depth_values.dtype
+        K_ref = K_ref.detach().to(geometry_dtype)
+        K_ref = torch.stack([crop_intrinsics(K_ref, top=b * rows, left=0) for b in range(k)], 1).flatten(0, 1)
+        K_src = K_src.detach().to(geometry_dtype).repeat_interleave(k, 0)  # (B·bands, S, 3, 3)
+        src_from_ref = src_from_ref.detach().to(geometry_dtype).repeat_interleave(k, 0)
+        depths = depth_values.detach()[:, None, :, None, None].expand(B, k, self.num_depths, rows, width)
+        depths = depths.reshape(B * k, self.num_depths, rows, width)
+        self.grids = torch.empty(S, B * k, self.num_depths * rows, width, 2, dtype=dtype, device=device)
+        for start in range(0, self.num_depths, self.GRID_PLANES):
+            stop = min(start + self.GRID_PLANES, self.num_depths)
+            for index in range(S):
+                uv, _ = plane_sweep_pixels(depths[:, start:stop], K_ref, K_src[:, index], src_from_ref[:, index])
+                self.grids[index, :, start * rows:stop * rows] = pixel_to_grid(uv, *src_size).flatten(1, 2)
 
     def banded(self, volume: torch.Tensor) -> torch.Tensor:
         """(B, C, n, H, W) contiguous -> view (B, C, n, bands, H/bands, W)."""
@@ -188,12 +201,11 @@ class _Sweep:
         """Source `index`'s features (B, C, Hs, Ws) at hypotheses start..stop−1, zeros outside the source image
         (padding_mode zeros, as the original): a (B, C, stop − start, bands, H/bands, W) view."""
         B, C, Hs, Ws = src_features.shape
-        k, n, rows = self.bands, stop - start, self.height // self.bands
-        hypotheses = self.depth_values[:, None, start:stop, None, None].expand(B, k, n, rows, self.width)
+        k, rows = self.bands, self.height // self.bands
         sources = src_features.unsqueeze(1).expand(B, k, C, Hs, Ws).reshape(B * k, C, Hs, Ws)
-        warped = plane_sweep_warp(sources, hypotheses.reshape(B * k, n, rows, self.width), self.K_ref,
-                                  self.K_src[:, index], self.src_from_ref[:, index])[0]
-        return warped.view(B, k, C, n, rows, self.width).permute(0, 2, 3, 1, 4, 5)
+        grid = self.grids[index, :, start * rows:stop * rows]
+        warped = F.grid_sample(sources, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        return warped.view(B, k, C, stop - start, rows, self.width).permute(0, 2, 3, 1, 4, 5)
 
 
 def _make_sweep(ref_features, src_features, K_ref, K_src, src_from_ref, depth_values) -> _Sweep:
@@ -210,7 +222,8 @@ def _make_sweep(ref_features, src_features, K_ref, K_src, src_from_ref, depth_va
                                 ("src_from_ref", src_from_ref, (B, S, 4, 4))):
         if tuple(tensor.shape) != shape:
             raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
-    return _Sweep(depth_values, K_ref, K_src, src_from_ref, H, W)
+    return _Sweep(depth_values, K_ref, K_src, src_from_ref, H, W, tuple(src_features.shape[-2:]),
+                  src_features.dtype)
 
 
 def _view_sums(sweep: _Sweep, ref_features: torch.Tensor, warped_volumes, num_planes: int, first: int = 0,
@@ -333,8 +346,8 @@ class _SlabVarianceConv(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out):
         weight, ref_features, src_features = ctx.saved_tensors
-        sweep, (B, S, _, H, W), D = ctx.sweep, src_features.shape, ctx.sweep.num_depths
-        num_views = S + 1
+        sweep, S, D = ctx.sweep, src_features.shape[1], ctx.sweep.num_depths
+        (B, _, H, W), num_views = ref_features.shape, S + 1
         grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[2] else None
         grad_ref = torch.zeros_like(ref_features) if ctx.needs_input_grad[3] else None
         grad_src = torch.zeros_like(src_features) if ctx.needs_input_grad[4] else None
