@@ -5,11 +5,13 @@ Module and parameter names equal MVSNet_pytorch / JDACS (`feature.conv0.conv.wei
 (`python -m jdacs.import_checkpoint`). Layers, padding, BatchNorm use and output heads are the original's.
 Deliberate differences, each documented where it is implemented:
 
-* the warp samples with align_corners=True (`plane_sweep_warp`); the original's grid_sample call relies on the
-  default, which since torch 1.3 is align_corners=False: a silent half-pixel shift, a known bug;
+* the warp samples with align_corners=True (`_Sweep`, as `multiview.geometry.warping.plane_sweep_warp`); the
+  original's grid_sample call relies on the default, which since torch 1.3 is align_corners=False: a silent
+  half-pixel shift, a known bug;
 * the feature-resolution K follows the project's pixel-centre convention (`MVSNet.forward`);
-* the variance volume is streamed over views and in training, by default, recomputed in backward instead of
-  stored (`build_cost_volume`) — same values and gradients, far less memory.
+* the cost volume is streamed over views and, by default, never held: computed with the 3D U-Net's first
+  convolution in slabs of hypotheses and recomputed in backward (`cost_volume_conv3d`) — same values and
+  gradients, a fraction of the memory; the 3D U-Net runs channels-last on CPU.
 """
 
 from __future__ import annotations
