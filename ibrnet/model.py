@@ -76,7 +76,7 @@ class IBRNet(nn.Module):
     def __init__(self, coarse_feature_channels: int = 32, fine_feature_channels: int = 32,
                  num_coarse_samples: int = 64, num_fine_samples: int = 64, inverse_depth: bool = True,
                  anti_alias_pooling: bool = True, use_sdpa: bool = True, white_background: bool = False,
-                 max_points_per_pass: int = 4096):
+                 max_points_per_pass: int = 2048):
         super().__init__()
         self.num_coarse_samples, self.num_fine_samples = num_coarse_samples, num_fine_samples
         self.inverse_depth, self.white_background = inverse_depth, white_background
@@ -99,7 +99,7 @@ class IBRNet(nn.Module):
         Without autograd (rendering) the rays go through in slices of at most `max_points_per_pass`
         samples: rays are independent, so the result is the same, and the per-view activations
         (V views × 64 channels × R·S floats) stay small — 4096 rays × 128 samples at once would need
-        several GiB, and blocks of ~10 MB are reused by the C allocator where blocks of hundreds of MB
+        several GiB, and blocks of a few MB are reused by the C allocator where blocks of hundreds of MB
         are mapped fresh (page faults) each time. With autograd the activations are kept for the
         backward pass anyway: one pass.
         """

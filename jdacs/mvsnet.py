@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from multiview.geometry.intrinsics import crop_intrinsics, scale_intrinsics
-from multiview.geometry.transforms import relative_transform
 from multiview.geometry.projection import pixel_to_grid
+from multiview.geometry.transforms import relative_transform
 from multiview.geometry.warping import plane_sweep_pixels
 
 FEATURE_STRIDE = 4  # FeatureNet output = 1/4 of the image
