@@ -8,9 +8,12 @@ mark — is the case's own):
   train_small  training step, 3 views 128×160, D 48: forward + smooth-L1 to a random depth + backward + Adam step
   infer        inference (eval mode, no_grad), 5 views 256×320, D 192
   train_dtu    training step at DTU size, 3 views 640×512, D 192 (fewer repetitions)
-`--quick` runs only the two small cases with fewer repetitions. The times are medians over the repetitions after
-one warm-up. The scene: DTU-like cameras (fx ≈ 1446 px at 640×512) on an arc 650 mm from the object, looking at it,
-smooth random images, depth hypotheses from 425 mm over the DTU range (interval 2.65 mm at D 192).
+`--quick` runs only the two small cases with fewer repetitions. Reported: median wall time and median process CPU
+time over the repetitions after one warm-up, peak RSS. On a machine shared with other jobs the wall time of a
+multi-threaded run is dominated by OpenMP threads waiting for a core at every operator (CPU time ≈ wall time is the
+sign): compare with `--threads 1` there. The scene: DTU-like cameras (fx ≈ 1446 px at 640×512) on an arc 650 mm
+from the object, looking at it, smooth random images, depth hypotheses from 425 mm over the DTU range (interval
+2.65 mm at D 192).
 The original MVSNet_pytorch measured on this machine (../shared/reference/jdacs.md §5): 0.32 s, 1.31 s, ~30 s
 with 5.9 GiB peak; `--no-checkpoint_cost_volume` runs our equivalent of its storing training path.
 """
