@@ -17,17 +17,17 @@ Besides wall time, each case reports its CPU time (user + system, all threads), 
 the minor page faults: on a machine shared with other jobs the wall time says little, and fresh large
 allocations (page faults, system time) are a large part of the cost of this memory-bound workload.
 `--allocator` selects how the C heap behaves in the case's process:
-  default      glibc as it comes: blocks above 32 MB are mmap-ed fresh (page-faulted) each time.
+  default      glibc as it comes: large blocks are mmap-ed fresh (page-faulted) each time.
   thp          PyTorch's THP_MEM_ALLOC_ENABLE=1: large blocks on transparent huge pages (fewer faults).
-  glibc-tuned  mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1) (`tune_glibc_malloc`): freed memory stays
-               in the heap and is reused without faults; the resident size no longer shrinks.
+  glibc-tuned  mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1) (`multiview.engine.device.reuse_freed_memory`):
+               freed memory stays in the heap and is reused without faults; the resident size no longer
+               shrinks. The default, as in the trainers (`--reuse_freed_memory`).
 `--profile` prints torch.profiler tables (top ops by self CPU time) of one step / one render chunk.
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime
 import json
 import os
@@ -48,26 +48,12 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere; the package is n
     sys.path.insert(0, str(ROOT))
 
 from ibrnet.model import IBRNet, Rays, Sources  # noqa: E402
+from multiview.engine.device import reuse_freed_memory  # noqa: E402
 from multiview.geometry.projection import rays_through_pixels  # noqa: E402
 from multiview.geometry.transforms import invert_rigid  # noqa: E402
 from multiview.synthetic.cameras import intrinsics, look_at  # noqa: E402
 
 ALLOCATORS = ("default", "thp", "glibc-tuned")
-
-
-def tune_glibc_malloc() -> bool:
-    """Keep freed memory in the C heap for reuse instead of returning it (glibc only; True on success).
-
-    mallopt(M_MMAP_MAX, 0): no block is served by a fresh mmap (which the kernel page-faults and
-    zeroes on first touch); mallopt(M_TRIM_THRESHOLD, -1): the heap is never trimmed. A training
-    loop allocates and frees the same large activations every step; with this they are reused.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4
-    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))
 
 
 def make_scene(num_sources: int, height: int, width: int, seed: int = 0):
@@ -214,7 +200,7 @@ def profile(function, title: str) -> None:
 
 
 def run_case(args) -> None:
-    tuned = tune_glibc_malloc() if args.allocator == "glibc-tuned" else None
+    tuned = reuse_freed_memory() if args.allocator == "glibc-tuned" else None
     torch.set_num_threads(args.threads)
     result = {"train": train_case, "render": render_case}[args.case](args)
     result["peak_rss_gib"] = peak_rss_gib()
@@ -234,7 +220,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke run (few rays, few samples)")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per case")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--allocator", choices=ALLOCATORS, default="default")
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="glibc-tuned",
+                        help="C heap behaviour in the case processes (default: the trainers' --reuse_freed_memory)")
     parser.add_argument("--repeats", type=int, default=None, help="timed training steps (default 7, quick 2)")
     parser.add_argument("--render_repeats", type=int, default=None, help="timed full renders (default 3)")
     parser.add_argument("--cases", nargs="+", default=["train", "render"], choices=["train", "render"])

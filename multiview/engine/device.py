@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 
 import torch
 
@@ -19,6 +20,34 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         raise RuntimeError("--device cuda was requested but torch.cuda.is_available() is False on this machine")
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
+
+
+def reuse_freed_memory() -> bool:
+    """Keep memory freed by torch in the C heap for reuse instead of returning it to the OS (glibc only).
+
+    With glibc's defaults every block above its mmap threshold (at most 32 MB) is mapped fresh and
+    returned on free, so a training step on the CPU page-faults and zeroes its large activations again
+    every step: for the IBRNet step of bench/bench_ibrnet.py that is about 3 s of system time.
+    mallopt(M_MMAP_MAX, 0) serves every block from the heap and mallopt(M_TRIM_THRESHOLD, -1) never
+    shrinks it, so the next step reuses the same pages; the process's resident size then stays at its
+    peak. Returns False (and changes nothing) where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, -1))
+
+
+def configure_cpu(num_threads: int, reuse_memory: bool) -> None:
+    """Apply the device options that concern the CPU process: torch threads (0 = keep torch's default)
+    and `reuse_freed_memory`."""
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    if reuse_memory:
+        reuse_freed_memory()
 
 
 class Precision:

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from multiview.engine import checkpoint as ckpt
-from multiview.engine.device import Precision, resolve_device
+from multiview.engine.device import Precision, configure_cpu, resolve_device
 from multiview.engine.distributed import DistributedContext, all_reduce_mean, init_distributed, shutdown, wrap_model
 from multiview.engine.run_log import TensorBoard, setup_console_and_file
 
@@ -78,8 +78,7 @@ class Trainer:
         self.context: DistributedContext = init_distributed("cuda" if args.device != "cpu" and
                                                             torch.cuda.is_available() else "cpu")
         self.device = resolve_device(args.device, self.context.local_rank)
-        if args.num_threads > 0:
-            torch.set_num_threads(args.num_threads)
+        configure_cpu(args.num_threads, args.reuse_freed_memory and self.device.type == "cpu")
         self.run_dir = Path(args.runs_dir) / args.expname
         self.logger = setup_console_and_file(self.run_dir, self.context.is_main)
         if parser is not None and self.context.is_main:

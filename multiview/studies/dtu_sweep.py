@@ -35,7 +35,14 @@ from multiview.studies.cells import Cell, RunReport, run_cells
 from multiview.studies.config_files import config_value, parse_overrides, read_config_items
 from multiview.studies.provenance import REPO_ROOT, provenance
 from multiview.studies.results import load_eval_result
-from multiview.studies.steps import cli_arguments, evaluate_step, synthetic_data_step, synthetic_data_steps, train_step
+from multiview.studies.steps import (
+    add_synthetic_data_options,
+    cli_arguments,
+    evaluate_step,
+    synthetic_data_step,
+    synthetic_data_steps,
+    train_step,
+)
 from multiview.studies.tables import FractionEntry, fraction_records, fraction_table, write_records
 
 RESERVED_TRAINER_KEYS = ("config", "expname", "runs_dir", "seed", "dtu_fraction", "dtu_scans", "init_from")
@@ -76,16 +83,8 @@ def build_sweep_parser() -> configargparse.ArgParser:
              "'torchrun --nproc_per_node 8' (evaluation always runs in one process)")
     add("--trainer_command", default="train_jdacs.py", help="trainer script (or '-m module')")
     add("--evaluator_command", default="-m jdacs.evaluate", help="evaluator script or '-m module'")
-    add("--synthetic_data", nargs="*", default=[],
-        help="FORMAT:FOLDER:SCENES entries of other synthetic data to write first (once), e.g. the MVImgNet data "
-             "a pretraining init trains on: mvimgnet:demo_data/sweep_mvimgnet:6")
-    add("--synthetic_dtu", default=None,
-        help="write synthetic DTU data (the fractions' scans + some test scans) to this folder first; "
-             "none for real data")
-    add("--synthetic_size", default="64x64", help="HxW of synthetic images (MVSNet: multiples of 32)")
-    add("--synthetic_views", type=int, default=5, help="views per synthetic scan")
-    add("--synthetic_test_scans", type=int, default=2, help="number of official test scans written")
-    add("--synthetic_seed", type=int, default=0, help="seed of the synthetic scenes")
+    add_synthetic_data_options(add, default_views=5,
+                               scans_help="the fractions' scans + synthetic_test_scans test scans")
     add("--paper_rows", action=argparse.BooleanOptionalAction, default=True,
         help="add the paper's 5 %% row (labelled as the paper's) to the table")
     add("--child_output", action=argparse.BooleanOptionalAction, default=True,

@@ -40,7 +40,14 @@ from multiview.studies.dtu_sweep import synthetic_scans
 from multiview.studies.plots import Series, plot_data_size
 from multiview.studies.provenance import provenance
 from multiview.studies.results import DEPTH_KEYS, load_eval_result
-from multiview.studies.steps import cli_arguments, evaluate_step, synthetic_data_step, synthetic_data_steps, train_step
+from multiview.studies.steps import (
+    add_synthetic_data_options,
+    cli_arguments,
+    evaluate_step,
+    synthetic_data_step,
+    synthetic_data_steps,
+    train_step,
+)
 from multiview.studies.subsets import (
     count_co3d_sequences,
     nested_subsets,
@@ -108,16 +115,9 @@ def build_study_parser() -> configargparse.ArgParser:
     add("--trainer_command", default=None, help="trainer script (default: the model's train_<model>.py)")
     add("--evaluator_command", default=None,
         help="evaluator script or '-m module' (default: eval/eval_ibrnet.py or -m jdacs.evaluate)")
-    add("--synthetic_data", nargs="*", default=[],
-        help="FORMAT:FOLDER:SCENES entries of synthetic data to write first (once), e.g. mvimgnet:demo_data/x:8")
-    add("--synthetic_dtu", default=None,
-        help="jdacs: write synthetic DTU data to this folder first (the scans of synthetic_dtu_fraction's list + "
-             "synthetic_test_scans official test scans)")
+    add_synthetic_data_options(add, default_views=8, scans_help="jdacs: the scans of synthetic_dtu_fraction's "
+                                                                "list + synthetic_test_scans official test scans")
     add("--synthetic_dtu_fraction", type=int, default=25, help="DTU fraction whose scans synthetic_dtu holds")
-    add("--synthetic_test_scans", type=int, default=2, help="official DTU test scans written to synthetic_dtu")
-    add("--synthetic_size", default="64x64", help="HxW of the synthetic images")
-    add("--synthetic_views", type=int, default=8, help="views per synthetic scene")
-    add("--synthetic_seed", type=int, default=0, help="seed of the synthetic scenes")
     add("--child_output", action=argparse.BooleanOptionalAction, default=True,
         help="show the trainers' and evaluators' output (always copied to <study>/logs/)")
     add("--dry_run", action=argparse.BooleanOptionalAction, default=False,

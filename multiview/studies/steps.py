@@ -58,15 +58,31 @@ def synthetic_data_step(format_name: str, folder: str | Path, num_scenes: int, n
                 log_file=log_dir / f"synthetic_{format_name}.log" if log_dir else None, prepare=prepare)
 
 
+def add_synthetic_data_options(add, default_views: int, scans_help: str) -> None:
+    """The options of a sweep or study that write embedded synthetic data before anything runs (`add`: the
+    parser's add_argument). None of them is needed on real data."""
+    add("--synthetic_data", nargs="*", default=[],
+        help="FORMAT:FOLDER:SCENES[:SEED] entries of synthetic data to write first (once), e.g. "
+             "mvimgnet:demo_data/x:8; SEED (default synthetic_seed) keeps test scenes apart from training scenes")
+    add("--synthetic_dtu", default=None, help=f"write synthetic DTU data to this folder first ({scans_help}); "
+                                              f"none for real data")
+    add("--synthetic_test_scans", type=int, default=2, help="official DTU test scans written to synthetic_dtu")
+    add("--synthetic_size", default="64x64", help="HxW of the synthetic images (MVSNet: multiples of 32)")
+    add("--synthetic_views", type=int, default=default_views, help="views per synthetic scene")
+    add("--synthetic_seed", type=int, default=0, help="seed of the synthetic scenes (scene k uses seed + k)")
+
+
 def synthetic_data_steps(entries: list[str], num_views: int, size: str, seed: int,
                          log_dir: Path | None = None) -> list[Step]:
-    """Steps for `FORMAT:FOLDER:SCENES` entries (e.g. "mvimgnet:demo_data/study_mvimgnet:8")."""
+    """Steps for `FORMAT:FOLDER:SCENES[:SEED]` entries (e.g. "mvimgnet:demo_data/study_mvimgnet:8:100")."""
     steps = []
     for entry in entries:
         parts = entry.split(":")
-        if len(parts) != 3 or not parts[2].isdigit():
-            raise ValueError(f"synthetic data entry {entry!r}: expected FORMAT:FOLDER:SCENES")
-        steps.append(synthetic_data_step(parts[0], parts[1], int(parts[2]), num_views, size, seed, log_dir=log_dir))
+        if len(parts) not in (3, 4) or not all(part.isdigit() for part in parts[2:]):
+            raise ValueError(f"synthetic data entry {entry!r}: expected FORMAT:FOLDER:SCENES[:SEED]")
+        entry_seed = int(parts[3]) if len(parts) == 4 else seed
+        steps.append(synthetic_data_step(parts[0], parts[1], int(parts[2]), num_views, size, entry_seed,
+                                         log_dir=log_dir))
     return steps
 
 
