@@ -100,13 +100,13 @@ def make_batch(scene: Scene, target: int, source_ids: list[int], options: Sampli
     """
     views = [target, *source_ids]
     loaded = [load_view(scene.views[i], options.max_image_side) for i in views]
-    if len({image.shape for image, _ in loaded}) != 1:
-        raise ValueError(f"scene {scene.name}: views of different sizes cannot be batched "
-                         f"({sorted({image.shape for image, _ in loaded})}); set max_image_side or crop")
-    images = np.stack([image for image, _ in loaded])  # (1 + V, H, W, 3)
     K = np.stack([k for _, k in loaded]).copy()
     cam_from_world = np.stack([scene.views[i].cam_from_world for i in views])
-    images, K = _augment(images, K, options, rng)
+    images, K = _augment([image for image, _ in loaded], K, options, rng)
+    if len({image.shape for image in images}) != 1:
+        raise ValueError(f"scene {scene.name}: views of different sizes cannot be batched "
+                         f"({sorted({image.shape for image in images})}); set crop_height and crop_width")
+    images = np.stack(images)  # (1 + V, H, W, 3)
     H, W = images.shape[1:3]
     count = int(options.num_rays * options.num_source_views / len(source_ids))
     flat = rng.choice(H * W, size=min(count, H * W), replace=False)
@@ -124,22 +124,27 @@ def make_batch(scene: Scene, target: int, source_ids: list[int], options: Sampli
                     invert_rigid(cams_t[0])[:3, 3])
 
 
-def _augment(images: np.ndarray, K: np.ndarray, options: SamplingOptions, rng: np.random.Generator):
-    """Same random crop for every view (K shifted), then a horizontal flip of all views (fx → −fx)."""
-    H, W = images.shape[1:3]
-    if options.crop_height and options.crop_width and (H > options.crop_height or W > options.crop_width):
+def _augment(images: list[np.ndarray], K: np.ndarray, options: SamplingOptions, rng: np.random.Generator):
+    """The same random crop window for every view (K shifted), then a horizontal flip of all views (fx → −fx).
+
+    images: (H_i, W_i, 3) per view, sizes may differ (Spaces' cameras); the window fits the smallest, so
+    views of different sizes come out of a crop with one size. Returns the list of views and K.
+    """
+    H, W = min(image.shape[0] for image in images), min(image.shape[1] for image in images)
+    if options.crop_height and options.crop_width and (H > options.crop_height or W > options.crop_width
+                                                       or len({image.shape for image in images}) > 1):
         height, width = min(options.crop_height, H), min(options.crop_width, W)
         top, left = int(rng.integers(0, H - height + 1)), int(rng.integers(0, W - width + 1))
-        images = images[:, top : top + height, left : left + width]
+        images = [image[top : top + height, left : left + width] for image in images]
         K[:, 0, 2] -= left
         K[:, 1, 2] -= top
-        W = width
     if options.random_flip and rng.random() < 0.5:
-        # mirrored image: u' = W − 1 − u, i.e. fx' = −fx and cx' = W − 1 − cx (as the original's random_flip)
-        images = images[:, :, ::-1]
+        # mirrored image: u' = W_i − 1 − u, i.e. fx' = −fx and cx' = W_i − 1 − cx (as the original's random_flip)
+        widths = np.array([image.shape[1] for image in images])
+        images = [image[:, ::-1] for image in images]
         K[:, 0, 0] *= -1
-        K[:, 0, 2] = W - 1 - K[:, 0, 2]
-    return np.ascontiguousarray(images), K
+        K[:, 0, 2] = widths - 1 - K[:, 0, 2]
+    return [np.ascontiguousarray(image) for image in images], K
 
 
 class TrainingSet(torch.utils.data.Dataset):
