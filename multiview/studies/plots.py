@@ -5,6 +5,7 @@ matplotlib's Agg backend (no display needed)."""
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ def plot_data_size(series: Sequence[Series], out_stem: str | Path, y_label: str,
                 axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=line.label)
         axes.set_xlabel(x_label)
         axes.set_ylabel(y_label)
+        title = textwrap.fill(title, 64)  # long study names would run off the figure
         axes.set_title(title if subtitle is None else f"{title}\n{subtitle}", fontsize=9)
         axes.grid(True, alpha=0.3)
         if any(line.label for line in series):
