@@ -8,12 +8,14 @@ mark — is the case's own):
   train_small  training step, 3 views 128×160, D 48: forward + smooth-L1 to a random depth + backward + Adam step
   infer        inference (eval mode, no_grad), 5 views 256×320, D 192
   train_dtu    training step at DTU size, 3 views 640×512, D 192 (fewer repetitions)
-`--quick` runs only the two small cases with fewer repetitions. Reported: median wall time and median process CPU
-time over the repetitions after one warm-up, peak RSS. On a machine shared with other jobs the wall time of a
-multi-threaded run is dominated by OpenMP threads waiting for a core at every operator (CPU time ≈ wall time is the
-sign): compare with `--threads 1` there. The scene: DTU-like cameras (fx ≈ 1446 px at 640×512) on an arc 650 mm
-from the object, looking at it, smooth random images, depth hypotheses from 425 mm over the DTU range (interval
-2.65 mm at D 192).
+`--quick` runs only the two small cases with fewer repetitions. As the trainers and evaluators do on the CPU, each
+case keeps freed memory for reuse (`--reuse_freed_memory`; `--no-reuse_freed_memory` for glibc's defaults, which
+page-fault about 1 GB in again per inference and make it 1.2–1.5 s instead of 1.0 s). Reported: median wall time and
+median process CPU time over the repetitions after one warm-up, peak RSS. On a machine shared with other jobs the
+wall time of a multi-threaded run is dominated by OpenMP threads waiting for a core at every operator (CPU time ≈
+wall time is the sign): compare with `--threads 1` there. The scene: DTU-like cameras (fx ≈ 1446 px at 640×512) on
+an arc 650 mm from the object, looking at it, smooth random images, depth hypotheses from 425 mm over the DTU range
+(interval 2.65 mm at D 192).
 The original MVSNet_pytorch measured on this machine (../shared/reference/jdacs.md §5): 0.32 s, 1.31 s, ~30 s
 with 5.9 GiB peak; `--no-checkpoint_cost_volume` runs our equivalent of its storing training path.
 """
@@ -41,6 +43,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere; the package is n
     sys.path.insert(0, str(ROOT))
 
 from jdacs.mvsnet import MVSNet  # noqa: E402
+from multiview.engine.device import configure_cpu  # noqa: E402
+from multiview.engine.options import add_reuse_freed_memory_option  # noqa: E402
 from multiview.synthetic.cameras import intrinsics, look_at  # noqa: E402
 
 CASES = {  # name: (views, height, width, depths, training)
@@ -127,6 +131,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--checkpoint_cost_volume", action=argparse.BooleanOptionalAction, default=True,
                         help="MVSNet(checkpoint_cost_volume=...): recompute the warped volumes in backward")
+    add_reuse_freed_memory_option(parser)  # as the trainers and evaluators
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default 7, quick 2)")
     parser.add_argument("--dtu_repeats", type=int, default=2, help="timed repetitions of train_dtu")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=None)
@@ -134,7 +139,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 7)
     if args.case:
-        torch.set_num_threads(args.threads)
+        configure_cpu(args.threads, args.reuse_freed_memory)
         print("RESULT " + json.dumps(run_case(args)))
         return
     cases = args.cases or (["train_small", "infer"] if args.quick else list(CASES))
@@ -145,14 +150,15 @@ def main(argv=None) -> None:
     report = {"device": "cpu", "torch": torch.__version__, "threads": args.threads, "cpu_count": os.cpu_count(),
               "processor": platform.processor() or platform.machine(),
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
-              "checkpoint_cost_volume": args.checkpoint_cost_volume,
+              "checkpoint_cost_volume": args.checkpoint_cost_volume, "reuse_freed_memory": args.reuse_freed_memory,
               "original_here": {"train_small_s": 0.32, "infer_s": 1.31, "train_dtu_s": 30.0, "train_dtu_peak_gib": 5.9},
               "load_before": load(), "cases": {}}
     for case in cases:
         repeats = args.dtu_repeats if case == "train_dtu" else args.repeats
         command = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--threads", str(args.threads),
                    "--repeats", str(repeats),
-                   "--checkpoint_cost_volume" if args.checkpoint_cost_volume else "--no-checkpoint_cost_volume"]
+                   "--checkpoint_cost_volume" if args.checkpoint_cost_volume else "--no-checkpoint_cost_volume",
+                   "--reuse_freed_memory" if args.reuse_freed_memory else "--no-reuse_freed_memory"]
         if args.profile:
             command.append("--profile")
         completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)

@@ -429,6 +429,8 @@ def commit_hash() -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from multiview.engine.options import add_reuse_freed_memory_option
+
     parser = argparse.ArgumentParser(prog="python eval/eval_ibrnet.py", allow_abbrev=False,
                                      description="Evaluate an IBRNet run with the original IBRNet protocol "
                                                  "(see the module docstring for the protocol and the outputs).")
@@ -466,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto = cuda when available, else cpu")
     parser.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: the run's)")
+    add_reuse_freed_memory_option(parser)
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: <run>/eval)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bars")
     group = parser.add_argument_group("CO3D scene list (--make_co3d_list mode: write the list and exit)")
@@ -489,10 +492,9 @@ def make_list(cli: argparse.Namespace) -> Path:
 
 def prepare(cli: argparse.Namespace) -> dict:
     """Everything that can fail on user input, before any rendering: options, datasets, scenes, LPIPS, model."""
-    import torch
 
     from ibrnet.render import load_run_options, load_trained_model
-    from multiview.engine.device import resolve_device
+    from multiview.engine.device import configure_cpu, resolve_device
     from multiview.metrics.image import ImageMetrics
 
     if cli.run is None or not cli.datasets:
@@ -505,10 +507,9 @@ def prepare(cli: argparse.Namespace) -> dict:
         raise ValueError(f"--chunk_size must be >= 1, got {chunk_size}")
     data_root = Path(cli.data_root if cli.data_root is not None else args.data_root)
     plans = plan_datasets(cli, data_root)
-    num_threads = cli.num_threads if cli.num_threads is not None else args.num_threads
-    if num_threads and num_threads > 0:
-        torch.set_num_threads(num_threads)
     device = resolve_device(cli.device)
+    configure_cpu(cli.num_threads if cli.num_threads is not None else args.num_threads,
+                  cli.reuse_freed_memory and device.type == "cpu")
     metrics = ImageMetrics(None if cli.no_lpips else cli.lpips_net,
                            "random" if cli.lpips_random_backbone else "imagenet", device)
     checkpoint = cli.checkpoint or cli.run / "ckpt" / "latest.pt"

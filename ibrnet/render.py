@@ -204,7 +204,7 @@ class _RenderSetup:
 def _prepare(cli: argparse.Namespace) -> _RenderSetup:
     """Everything that can fail on user input (paths, names, indices), before any rendering."""
     from multiview.data.registry import dataset_spec, list_scene_handles, parse_dataset_entry
-    from multiview.engine.device import resolve_device
+    from multiview.engine.device import configure_cpu, resolve_device
 
     args = load_run_options(cli.run)
     for key in ("chunk_size", "max_image_side", "num_source_views"):
@@ -224,9 +224,8 @@ def _prepare(cli: argparse.Namespace) -> _RenderSetup:
         if bad:
             raise ValueError(f"--views {bad}: scene {scene.name} has views 0..{len(scene) - 1}")
         views = list(cli.views)
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
     device = resolve_device(cli.device)
+    configure_cpu(args.num_threads, args.reuse_freed_memory and device.type == "cpu")
     checkpoint = cli.checkpoint or Path(cli.run) / "ckpt" / "latest.pt"
     model, step = load_trained_model(args, checkpoint, device)
     return _RenderSetup(args, model, step, Path(checkpoint), name, selection, scene, views, device)

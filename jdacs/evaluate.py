@@ -54,8 +54,8 @@ from jdacs.options import build_jdacs_parser
 from multiview.data.readers.dtu import DTU_NUM_LIGHTS, DTU_SPLITS, list_dtu_train_scans, read_dtu_scan_list
 from multiview.data.registry import parse_dataset_entry
 from multiview.engine.checkpoint import load_checkpoint
-from multiview.engine.device import resolve_device
-from multiview.engine.options import parse_options
+from multiview.engine.device import configure_cpu, resolve_device
+from multiview.engine.options import add_reuse_freed_memory_option, parse_options
 from multiview.geometry.intrinsics import scale_intrinsics
 from multiview.io.images import write_image
 from multiview.io.pfm import write_pfm
@@ -100,6 +100,7 @@ def build_evaluate_parser() -> configargparse.ArgParser:
                         help="fusion: relative depth difference threshold")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto = cuda when available")
     parser.add_argument("--num_threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    add_reuse_freed_memory_option(parser)
     parser.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--out", default=None, help="output directory (default: <run>/eval/<split>)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
@@ -198,8 +199,7 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     run = Path(args.run)
     run_args, checkpoint_path = load_run(run, Path(args.checkpoint) if args.checkpoint else None)
     device = resolve_device(args.device)
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
+    configure_cpu(args.num_threads, args.reuse_freed_memory and device.type == "cpu")
     data_root = args.data_root if args.data_root is not None else run_args.data_root
     entry = args.dataset or dtu_entry(run_args)
     name, root = parse_dataset_entry(entry, data_root)

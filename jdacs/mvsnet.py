@@ -303,7 +303,7 @@ def build_cost_volume(ref_features: torch.Tensor, src_features: torch.Tensor, K_
 
 def cost_volume_conv3d(ref_features: torch.Tensor, src_features: torch.Tensor, K_ref: torch.Tensor,
                        K_src: torch.Tensor, src_from_ref: torch.Tensor, depth_values: torch.Tensor,
-                       weight: torch.Tensor, slab_bytes: int = 512 * 2**20) -> torch.Tensor:
+                       weight: torch.Tensor, slab_bytes: int = 256 * 2**20) -> torch.Tensor:
     """conv3d(build_cost_volume(...), weight, padding=1) without ever holding the variance volume.
 
     The variance and the 3x3x3 convolution are computed together in slabs of hypotheses (each with a one-plane
@@ -428,8 +428,8 @@ class MVSNet(nn.Module):
         refine: add JDACS's RefineNet (off in both original training scripts).
         checkpoint_cost_volume: never hold the variance volume: compute it together with CostRegNet's first
             convolution in slabs of hypotheses and recompute it in backward (`cost_volume_conv3d`). Default True:
-            same values, and a DTU-size training step (3 views 640x512, D 192, CPU) peaks at 2.5 GiB instead of
-            5.6 and takes less time (22.7 s vs 29.6 s on one thread here; bench/bench_mvsnet.py).
+            same values, and a DTU-size training step (3 views 640x512, D 192, CPU) peaks under 3 GiB instead of
+            5.6 and takes less time (bench/bench_mvsnet.py and its numbers in the README).
             False: `build_cost_volume` + plain autograd, storing every warped volume like the original.
     """
 
