@@ -11,18 +11,12 @@ See `multiview/studies/dtu_sweep.py` for the plan, the run names and the outputs
 
 from __future__ import annotations
 
-from multiview.studies.cells import StepFailed
+from multiview.studies.cells import resumable_main
 from multiview.studies.dtu_sweep import parse_sweep_options, run_sweep
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_sweep_options(argv)
-    try:
-        run_sweep(args)
-    except StepFailed as error:
-        print(f"error: {error}\nFix the cause and run the same command again: finished cells are kept.")
-        return 1
-    return 0
+    return resumable_main(parse_sweep_options, run_sweep, argv)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,12 @@ See `multiview/studies/pretrain_study.py` (plan, outputs) and `multiview/studies
 
 from __future__ import annotations
 
-from multiview.studies.cells import StepFailed
+from multiview.studies.cells import resumable_main
 from multiview.studies.pretrain_study import parse_study_options, run_study
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_study_options(argv)
-    try:
-        run_study(args)
-    except StepFailed as error:
-        print(f"error: {error}\nFix the cause and run the same command again: finished cells are kept.")
-        return 1
-    return 0
+    return resumable_main(parse_study_options, run_study, argv)
 
 
 if __name__ == "__main__":

@@ -209,3 +209,15 @@ def python_command(target: str, launcher: str = "") -> list[str]:
                                     f"directory, then in {REPO_ROOT})")
     prefix = shlex.split(launcher) if launcher else [sys.executable]
     return prefix + parts
+
+
+def resumable_main(parse, run, argv: list[str] | None = None) -> int:
+    """The body of the sweep / study scripts: `run(parse(argv))`; a failed step prints how to continue and
+    returns exit status 1 (finished cells are kept, so the same command resumes)."""
+    args = parse(argv)
+    try:
+        run(args)
+    except StepFailed as error:
+        print(f"error: {error}\nFix the cause and run the same command again: finished cells are kept.")
+        return 1
+    return 0

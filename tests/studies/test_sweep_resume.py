@@ -183,3 +183,15 @@ def test_every_shipped_sweep_and_study_config_parses():
             continue
         args = parse_study_options(["--config", str(path)])
         assert Path(root / args.pretrain_config).is_file() and Path(root / args.finetune_config).is_file(), path
+
+
+def test_the_scripts_say_how_to_continue_after_a_failed_step(capsys):
+    from multiview.studies.cells import StepFailed, resumable_main
+
+    def fail(args):
+        raise StepFailed(f"finetune of {args[0]} exited with status 1")
+
+    assert resumable_main(lambda argv: argv, fail, ["cell_a"]) == 1
+    assert "error: finetune of cell_a exited with status 1\nFix the cause and run the same command again" in (
+        capsys.readouterr().out)
+    assert resumable_main(lambda argv: argv, lambda args: None, []) == 0
