@@ -139,7 +139,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 7)
     if args.case:
-        configure_cpu(args.threads, args.reuse_freed_memory)
+        configure_cpu(torch.device("cpu"), args.threads, args.reuse_freed_memory)
         print("RESULT " + json.dumps(run_case(args)))
         return
     cases = args.cases or (["train_small", "infer"] if args.quick else list(CASES))

@@ -508,8 +508,8 @@ def prepare(cli: argparse.Namespace) -> dict:
     data_root = Path(cli.data_root if cli.data_root is not None else args.data_root)
     plans = plan_datasets(cli, data_root)
     device = resolve_device(cli.device)
-    configure_cpu(cli.num_threads if cli.num_threads is not None else args.num_threads,
-                  cli.reuse_freed_memory and device.type == "cpu")
+    configure_cpu(device, cli.num_threads if cli.num_threads is not None else args.num_threads,
+                  cli.reuse_freed_memory)
     metrics = ImageMetrics(None if cli.no_lpips else cli.lpips_net,
                            "random" if cli.lpips_random_backbone else "imagenet", device)
     checkpoint = cli.checkpoint or cli.run / "ckpt" / "latest.pt"

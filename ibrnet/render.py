@@ -225,7 +225,7 @@ def _prepare(cli: argparse.Namespace) -> _RenderSetup:
             raise ValueError(f"--views {bad}: scene {scene.name} has views 0..{len(scene) - 1}")
         views = list(cli.views)
     device = resolve_device(cli.device)
-    configure_cpu(args.num_threads, args.reuse_freed_memory and device.type == "cpu")
+    configure_cpu(device, args.num_threads, args.reuse_freed_memory)
     checkpoint = cli.checkpoint or Path(cli.run) / "ckpt" / "latest.pt"
     model, step = load_trained_model(args, checkpoint, device)
     return _RenderSetup(args, model, step, Path(checkpoint), name, selection, scene, views, device)

@@ -199,7 +199,7 @@ def evaluate(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     run = Path(args.run)
     run_args, checkpoint_path = load_run(run, Path(args.checkpoint) if args.checkpoint else None)
     device = resolve_device(args.device)
-    configure_cpu(args.num_threads, args.reuse_freed_memory and device.type == "cpu")
+    configure_cpu(device, args.num_threads, args.reuse_freed_memory)
     data_root = args.data_root if args.data_root is not None else run_args.data_root
     entry = args.dataset or dtu_entry(run_args)
     name, root = parse_dataset_entry(entry, data_root)

@@ -41,12 +41,12 @@ def reuse_freed_memory() -> bool:
     return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, -1))
 
 
-def configure_cpu(num_threads: int, reuse_memory: bool) -> None:
+def configure_cpu(device: torch.device, num_threads: int, reuse_memory: bool) -> None:
     """Apply the device options that concern the CPU process: torch threads (0 = keep torch's default)
-    and `reuse_freed_memory`."""
+    and, when `device` is the CPU, `reuse_freed_memory` (on CUDA the activations are not in the C heap)."""
     if num_threads > 0:
         torch.set_num_threads(num_threads)
-    if reuse_memory:
+    if reuse_memory and device.type == "cpu":
         reuse_freed_memory()
 
 

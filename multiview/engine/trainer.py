@@ -78,7 +78,7 @@ class Trainer:
         self.context: DistributedContext = init_distributed("cuda" if args.device != "cpu" and
                                                             torch.cuda.is_available() else "cpu")
         self.device = resolve_device(args.device, self.context.local_rank)
-        configure_cpu(args.num_threads, args.reuse_freed_memory and self.device.type == "cpu")
+        configure_cpu(self.device, args.num_threads, args.reuse_freed_memory)
         self.run_dir = Path(args.runs_dir) / args.expname
         self.logger = setup_console_and_file(self.run_dir, self.context.is_main)
         if parser is not None and self.context.is_main:
