@@ -1,7 +1,7 @@
 """IBRNet speed and memory benchmark (a benchmark, never a test): writes JSON.
 
     python bench/bench_ibrnet.py [--out bench/results/ibrnet.json] [--quick] [--profile] [--threads N]
-                                 [--allocator default|thp|glibc-tuned]
+                                 [--no-reuse_freed_memory]
 
 Cases (each in a fresh subprocess, so that the peak resident memory is the case's own):
   train   one training step: 512 rays, 64 coarse + 64 fine samples, 10 source views of 120×160 —
@@ -16,12 +16,9 @@ source images, near/far 2/6 — every sample is seen by most source views, as in
 Besides wall time, each case reports its CPU time (user + system, all threads), the system part and
 the minor page faults: on a machine shared with other jobs the wall time says little, and fresh large
 allocations (page faults, system time) are a large part of the cost of this memory-bound workload.
-`--allocator` selects how the C heap behaves in the case's process:
-  default      glibc as it comes: large blocks are mmap-ed fresh (page-faulted) each time.
-  thp          PyTorch's THP_MEM_ALLOC_ENABLE=1: large blocks on transparent huge pages (fewer faults).
-  glibc-tuned  mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1) (`multiview.engine.device.reuse_freed_memory`):
-               freed memory stays in the heap and is reused without faults; the resident size no longer
-               shrinks. The default, as in the trainers (`--reuse_freed_memory`).
+The case processes keep freed memory for reuse as the trainers do (`--reuse_freed_memory`, glibc mallopt:
+freed blocks stay in the heap and are reused without page faults; the resident size no longer shrinks);
+`--no-reuse_freed_memory` measures glibc's defaults (large blocks mmap-ed and page-faulted afresh each time).
 `--profile` prints torch.profiler tables (top ops by self CPU time) of one step / one render chunk.
 """
 
@@ -48,12 +45,11 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere; the package is n
     sys.path.insert(0, str(ROOT))
 
 from ibrnet.model import IBRNet, Rays, Sources  # noqa: E402
-from multiview.engine.device import reuse_freed_memory  # noqa: E402
+from multiview.engine.device import configure_cpu  # noqa: E402
+from multiview.engine.options import add_reuse_freed_memory_option  # noqa: E402
 from multiview.geometry.projection import rays_through_pixels  # noqa: E402
 from multiview.geometry.transforms import invert_rigid  # noqa: E402
 from multiview.synthetic.cameras import intrinsics, look_at  # noqa: E402
-
-ALLOCATORS = ("default", "thp", "glibc-tuned")
 
 
 def make_scene(num_sources: int, height: int, width: int, seed: int = 0):
@@ -200,12 +196,9 @@ def profile(function, title: str) -> None:
 
 
 def run_case(args) -> None:
-    tuned = reuse_freed_memory() if args.allocator == "glibc-tuned" else None
-    torch.set_num_threads(args.threads)
+    configure_cpu(torch.device("cpu"), args.threads, args.reuse_freed_memory)
     result = {"train": train_case, "render": render_case}[args.case](args)
     result["peak_rss_gib"] = peak_rss_gib()
-    if tuned is not None:
-        result["glibc_tuned"] = tuned
     print("RESULT " + json.dumps(result))
 
 
@@ -220,8 +213,7 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="small smoke run (few rays, few samples)")
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table per case")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--allocator", choices=ALLOCATORS, default="glibc-tuned",
-                        help="C heap behaviour in the case processes (default: the trainers' --reuse_freed_memory)")
+    add_reuse_freed_memory_option(parser)  # as the trainers and evaluators
     parser.add_argument("--repeats", type=int, default=None, help="timed training steps (default 7, quick 2)")
     parser.add_argument("--render_repeats", type=int, default=None, help="timed full renders (default 3)")
     parser.add_argument("--cases", nargs="+", default=["train", "render"], choices=["train", "render"])
@@ -241,22 +233,20 @@ def main(argv=None) -> None:
     report = {"device": "cpu", "torch": torch.__version__, "threads": args.threads,
               "cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
-              "allocator": args.allocator,
+              "reuse_freed_memory": args.reuse_freed_memory,
               "setting": {"rays": args.num_rays, "coarse_samples": args.num_coarse, "fine_samples": args.num_fine,
                           "source_views": args.num_sources, "image": [args.height, args.width],
                           "render_chunk": args.chunk, "train_repeats": args.repeats,
                           "render_repeats": args.render_repeats},
               "cases": {}}
-    env = dict(os.environ)
-    if args.allocator == "thp":
-        env["THP_MEM_ALLOC_ENABLE"] = "1"
     for case in args.cases:
         command = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--threads", str(args.threads),
-                   "--allocator", args.allocator, "--repeats", str(args.repeats),
+                   "--reuse_freed_memory" if args.reuse_freed_memory else "--no-reuse_freed_memory",
+                   "--repeats", str(args.repeats),
                    "--render_repeats", str(args.render_repeats)]
         command += ["--quick"] * args.quick + ["--profile"] * args.profile
         load_before = load_average()
-        completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+        completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
         sys.stderr.write(completed.stderr)
         if completed.returncode != 0:
             raise SystemExit(f"case {case} failed (exit {completed.returncode})")
