@@ -6,7 +6,9 @@
 Cases (each in a fresh subprocess, so that the peak resident memory is the case's own):
   train   one training step: 512 rays, 64 coarse + 64 fine samples, 10 source views of 120×160 —
           feature net on the 10 sources + coarse + fine + masked MSE on both + backward + Adam step.
-          Median over `--repeats` steps after one warm-up step.
+          Median over `--repeats` steps after one warm-up step. Also timed alone: the feature net's part
+          of the step (forward + backward on the 10 sources, `feature_net_step_s`), the rest being the
+          rays' sampling, projection, aggregators, compositing and the optimiser.
   render  deterministic, no-grad rendering of a whole 120×160 target (19,200 rays) in chunks of 4096
           rays, the feature maps computed once per image (included in the time); reported as rays/s.
           Median over `--render_repeats` images after a small warm-up.
@@ -150,9 +152,17 @@ def train_case(args) -> dict:
         if index >= args.warmup:
             meters.append(meter)
             losses.append(loss)
+    feature_meters = []
+    cotangents = [torch.randn(f.shape, generator=generator) for f in model.encode(sources.images)]
+    for _ in range(args.repeats):
+        with Meter() as meter:
+            torch.autograd.backward(model.encode(sources.images), cotangents)
+        feature_meters.append(meter)
+    optimizer.zero_grad(set_to_none=True)
     if args.profile:
         profile(step, "training step")
-    return {**summarise(meters, "train_step"), "losses": losses, "valid_ray_fraction": valid_fraction}
+    return {**summarise(meters, "train_step"), **summarise(feature_meters, "feature_net_step"), "losses": losses,
+            "valid_ray_fraction": valid_fraction}
 
 
 def render_case(args) -> dict:
@@ -257,6 +267,7 @@ def main(argv=None) -> None:
     report["summary"] = {
         "train_step_s": cases.get("train", {}).get("train_step_s"),
         "train_step_cpu_s": cases.get("train", {}).get("train_step_cpu_s"),
+        "feature_net_step_s": cases.get("train", {}).get("feature_net_step_s"),
         "render_rays_per_s": cases.get("render", {}).get("render_rays_per_s"),
         "render_rays_per_cpu_s": cases.get("render", {}).get("render_rays_per_cpu_s"),
         "peak_rss_gib": max((c["peak_rss_gib"] for c in cases.values()), default=None),
