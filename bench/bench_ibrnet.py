@@ -139,9 +139,9 @@ def train_case(args) -> dict:
         out = model(rays, sources, features, center, generator=generator)
         target = target_image[pixels]
         loss = masked_mse(out.coarse.rgb, target, out.coarse.valid) + masked_mse(out.fine.rgb, target, out.fine.valid)
-        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # as the trainers: gradients freed before the next forward
         return loss.item(), out.coarse.valid.float().mean().item()
 
     model.train()

@@ -88,9 +88,9 @@ def run_case(args) -> dict:
         def step():
             depth = model(images, K, cam_from_world, depth_values).depth
             loss = F.smooth_l1_loss(depth, target)
-            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            optimizer.zero_grad(set_to_none=True)  # as the trainers: gradients freed before the next forward
     else:
         model.eval()
 

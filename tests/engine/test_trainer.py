@@ -53,6 +53,16 @@ def test_init_from_loads_weights_only(tmp_path):
         torch.testing.assert_close(value, reference[key])
 
 
+def test_a_step_frees_the_gradients_it_applied(tmp_path):
+    """Gradients are released right after the optimizer step (not kept through the next forward pass), so
+    nothing accumulates into the next step and no gradient memory is held while activations are allocated."""
+    trainer = Trainer(ToyTask(), _args(tmp_path, "--grad_clip", "1.0"))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train_step(trainer.task.training_dataset()[(0, 1000)])
+    assert all(p.grad is None for p in trainer.model.parameters())
+    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters()))  # the step was applied
+
+
 def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "ckpt.pt"
     atomic_save({"a": 1}, path)
