@@ -16,6 +16,7 @@ import torch.nn as nn
 from ibrnet.aggregator import IBRNetAggregator
 from ibrnet.feature_net import ResUNet
 from ibrnet.projector import project_to_sources
+from multiview.engine.cpu_threads import map_on_threads
 from multiview.geometry.transforms import invert_rigid
 from multiview.render.compositing import Composited, composite
 from multiview.render.sampling import importance_depths, stratified_depths
@@ -71,16 +72,21 @@ class IBRNet(nn.Module):
         white_background: composite on white (synthetic object datasets).
         max_points_per_pass: without autograd, rays are evaluated in slices of at most this many
             samples (memory bound for rendering; the result does not depend on it).
+        render_workers: without autograd on the CPU, this many slices are evaluated at once on worker
+            threads with single-threaded ops (`multiview.engine.cpu_threads`); 0 = torch's thread count,
+            1 = one slice at a time with multithreaded ops.
     """
 
     def __init__(self, coarse_feature_channels: int = 32, fine_feature_channels: int = 32,
                  num_coarse_samples: int = 64, num_fine_samples: int = 64, inverse_depth: bool = True,
                  anti_alias_pooling: bool = True, use_sdpa: bool = True, white_background: bool = False,
-                 max_points_per_pass: int = 2048):
+                 max_points_per_pass: int = 2048, render_workers: int = 0):
         super().__init__()
         self.num_coarse_samples, self.num_fine_samples = num_coarse_samples, num_fine_samples
         self.inverse_depth, self.white_background = inverse_depth, white_background
-        self.max_points_per_pass = max_points_per_pass
+        if render_workers < 0:
+            raise ValueError(f"render_workers must be >= 0 (0 = torch's thread count), got {render_workers}")
+        self.max_points_per_pass, self.render_workers = max_points_per_pass, render_workers
         self.feature_net = ResUNet(coarse_feature_channels, fine_feature_channels)
         self.net_coarse = IBRNetAggregator(coarse_feature_channels, num_coarse_samples, anti_alias_pooling, use_sdpa)
         self.net_fine = None
@@ -100,15 +106,20 @@ class IBRNet(nn.Module):
         samples: rays are independent, so the result is the same, and the per-view activations
         (V views × 64 channels × R·S floats) stay small — 4096 rays × 128 samples at once would need
         several GiB, and blocks of a few MB are reused by the C allocator where blocks of hundreds of MB
-        are mapped fresh (page faults) each time. With autograd the activations are kept for the
-        backward pass anyway: one pass.
+        are mapped fresh (page faults) each time. On the CPU, `render_workers` slices run at once.
+        With autograd the activations are kept for the backward pass anyway: one pass.
         """
         num_rays = len(rays)
         step = max(1, self.max_points_per_pass // depths.shape[1])
         if torch.is_grad_enabled() or num_rays <= step:
             return self._evaluate_slice(net, rays, depths, sources, features, target_center)
-        parts = [self._evaluate_slice(net, rays[i:i + step], depths[i:i + step], sources, features, target_center)
-                 for i in range(0, num_rays, step)]
+
+        def evaluate(start: int) -> Composited:
+            end = start + step
+            return self._evaluate_slice(net, rays[start:end], depths[start:end], sources, features, target_center)
+
+        workers = (self.render_workers or torch.get_num_threads()) if depths.device.type == "cpu" else 1
+        parts = map_on_threads(evaluate, range(0, num_rays, step), workers)
         return Composited(*(torch.cat([getattr(part, field.name) for part in parts])
                             for field in dataclasses.fields(Composited)))
 

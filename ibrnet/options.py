@@ -39,6 +39,10 @@ def add_ibrnet_options(parser: configargparse.ArgParser) -> None:
                        help="ray attention via scaled_dot_product_attention (else the explicit reference)")
     group.add_argument("--lr_feature", type=float, default=1e-3, help="learning rate of the feature network")
     group.add_argument("--lr_mlp", type=float, default=5e-4, help="learning rate of the coarse and fine aggregators")
+    group.add_argument("--render_workers", type=int, default=0,
+                       help="CPU rendering without gradients (validation, ibrnet.render, evaluation): ray slices "
+                            "evaluated at once on threads, each slice's ops on one thread "
+                            "(0 = torch's thread count, 1 = one slice at a time on all threads)")
     group.add_argument("--chunk_size", type=int, default=4096, help="rays per chunk when rendering full images")
     group.add_argument("--render_stride", type=int, default=2, help="pixel stride of validation renders")
     group.add_argument("--num_val_views", type=int, default=2, help="target views rendered per validation")

@@ -39,7 +39,8 @@ def depth_to_rgb(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def build_model(args: argparse.Namespace) -> IBRNet:
     return IBRNet(num_coarse_samples=args.num_coarse_samples, num_fine_samples=args.num_fine_samples,
                   inverse_depth=args.inverse_depth, anti_alias_pooling=args.anti_alias_pooling,
-                  use_sdpa=args.use_sdpa, white_background=args.white_background)
+                  use_sdpa=args.use_sdpa, white_background=args.white_background,
+                  render_workers=args.render_workers)
 
 
 def sampling_options(args: argparse.Namespace) -> SamplingOptions:

@@ -110,9 +110,10 @@ def test_gradients_reach_every_parameter_and_are_finite():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
 
 
-def test_rendering_in_slices_equals_one_pass_and_keeps_random_draws():
+@pytest.mark.parametrize("render_workers", [1, 3])
+def test_rendering_in_slices_equals_one_pass_and_keeps_random_draws(render_workers):
     torch.manual_seed(0)
-    model = IBRNet(num_coarse_samples=16, num_fine_samples=8).double().eval()
+    model = IBRNet(num_coarse_samples=16, num_fine_samples=8, render_workers=render_workers).double().eval()
     sources, rays = _toy_setup(R=23)
     sources = Sources(sources.images.double(), sources.K.double(), sources.cam_from_world.double())
     rays = Rays(*(t.double() for t in (rays.origins, rays.directions, rays.near, rays.far)))
@@ -129,6 +130,11 @@ def test_rendering_in_slices_equals_one_pass_and_keeps_random_draws():
                 torch.testing.assert_close(a.depth, b.depth, atol=1e-12, rtol=1e-12)
                 assert torch.equal(a.valid, b.valid)
             assert torch.equal(whole.fine_depths, sliced.fine_depths)
+
+
+def test_negative_render_workers_is_an_error():
+    with pytest.raises(ValueError, match="render_workers must be >= 0"):
+        IBRNet(render_workers=-1)
 
 
 def test_projection_outputs_are_views_of_view_major_storage():
