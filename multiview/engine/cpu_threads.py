@@ -30,14 +30,12 @@ def map_on_threads(function: Callable[[Item], Result], items: Iterable[Item], wo
     Each worker runs torch ops on one intra-op thread; the caller's thread count is restored after.
     With workers <= 1 it is the plain loop, on the caller's thread and settings.
     """
-    if workers <= 1:
-        with torch.no_grad():
-            return [function(item) for item in items]
-
     def run(item: Item) -> Result:
         with torch.no_grad():  # grad mode is thread-local: the workers do not inherit the caller's
             return function(item)
 
+    if workers <= 1:
+        return [run(item) for item in items]
     caller_threads = torch.get_num_threads()
     try:
         with ThreadPoolExecutor(max_workers=workers, initializer=_single_threaded_ops) as pool:
