@@ -1,7 +1,7 @@
 """IBRNet speed and memory benchmark (a benchmark, never a test): writes JSON.
 
     python bench/bench_ibrnet.py [--out bench/results/ibrnet.json] [--quick] [--profile] [--threads N]
-                                 [--no-reuse_freed_memory] [--render_workers N]
+                                 [--no-reuse_freed_memory] [--render_workers N] [--no-native_cpu_kernel]
 
 Cases (each in a fresh subprocess, so that the peak resident memory is the case's own):
   train   one training step: 512 rays, 64 coarse + 64 fine samples, 10 source views of 120×160 —
@@ -13,7 +13,8 @@ Cases (each in a fresh subprocess, so that the peak resident memory is the case'
           rays, the feature maps computed once per image (included in the time); reported as rays/s.
           The model's slices run `--render_workers` at a time on threads (0 = one per torch thread, each
           slice's ops single-threaded; 1 = one slice at a time on all threads), as `--render_workers` of
-          the trainer, ibrnet.render and the evaluation.
+          the trainer, ibrnet.render and the evaluation; the aggregators' per-view layers run in the compiled
+          C kernel unless `--no-native_cpu_kernel` (ibrnet/per_view_native.py).
           Median over `--render_repeats` images after a small warm-up.
 The scene: 11 cameras on an arc around the origin looking at it (target = the middle one), smooth random
 source images, near/far 2/6 — every sample is seen by most source views, as in a real object scene.
@@ -122,7 +123,7 @@ def setup(args):
     H, W = args.height, args.width
     sources, K, world_from_cam, near_far = make_scene(args.num_sources, H, W)
     model = IBRNet(num_coarse_samples=args.num_coarse, num_fine_samples=args.num_fine,
-                   render_workers=args.render_workers)
+                   render_workers=args.render_workers, native_cpu_kernel=args.native_cpu_kernel)
     target_center = world_from_cam[:3, 3].contiguous()
     return model, sources, K, world_from_cam, near_far, target_center
 
@@ -230,6 +231,8 @@ def main(argv=None) -> None:
     add_reuse_freed_memory_option(parser)  # as the trainers and evaluators
     parser.add_argument("--render_workers", type=int, default=0,
                         help="rendering slices evaluated at once on threads (0 = one per torch thread)")
+    parser.add_argument("--native_cpu_kernel", action=argparse.BooleanOptionalAction, default=True,
+                        help="rendering: the aggregators' per-view layers in the compiled C kernel (as the trainer)")
     parser.add_argument("--repeats", type=int, default=None, help="timed training steps (default 7, quick 2)")
     parser.add_argument("--render_repeats", type=int, default=None, help="timed full renders (default 3)")
     parser.add_argument("--cases", nargs="+", default=["train", "render"], choices=["train", "render"])
@@ -253,6 +256,7 @@ def main(argv=None) -> None:
               "setting": {"rays": args.num_rays, "coarse_samples": args.num_coarse, "fine_samples": args.num_fine,
                           "source_views": args.num_sources, "image": [args.height, args.width],
                           "render_chunk": args.chunk, "render_workers": args.render_workers,
+                          "native_cpu_kernel": args.native_cpu_kernel,
                           "train_repeats": args.repeats,
                           "render_repeats": args.render_repeats},
               "cases": {}}
@@ -260,6 +264,7 @@ def main(argv=None) -> None:
         command = [sys.executable, str(Path(__file__).resolve()), "--case", case, "--threads", str(args.threads),
                    "--reuse_freed_memory" if args.reuse_freed_memory else "--no-reuse_freed_memory",
                    "--render_workers", str(args.render_workers),
+                   "--native_cpu_kernel" if args.native_cpu_kernel else "--no-native_cpu_kernel",
                    "--repeats", str(args.repeats),
                    "--render_repeats", str(args.render_repeats)]
         command += ["--quick"] * args.quick + ["--profile"] * args.profile

@@ -16,7 +16,8 @@ first layers whose input the original concatenates ([mean, var, feat] for base_f
 for rgb_fc) are split by input blocks instead (the mean/var block once per sample, not per view);
 activations run in place on fresh GEMM outputs; the weighted mean/variance has a hand-written backward
 that keeps no (x − mean)-sized temporaries; vis_fc's last layer is split by output rows instead of
-slicing its result.
+slicing its result. Rendering without gradients on the CPU runs the per-view layers in a compiled C
+kernel instead (`ibrnet.per_view_native`), tile by tile in cache.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ibrnet import per_view_native
 
 
 class Aggregator(nn.Module):
@@ -173,13 +176,15 @@ class IBRNetAggregator(Aggregator):
             (64 for the coarse net, 128 for the fine net), as in the original.
         anti_alias_pooling: IBRNet's view weights exp(|s|(cos − 1)) minus their minimum over views.
         use_sdpa: ray attention through F.scaled_dot_product_attention (else the reference path).
+        native_cpu_kernel: without autograd on the CPU in float32, run the per-view layers in the compiled
+            C kernel of `ibrnet.per_view_native` (same math, activations kept in cache).
     """
 
     def __init__(self, feature_channels: int = 32, num_samples: int = 64, anti_alias_pooling: bool = True,
-                 use_sdpa: bool = True):
+                 use_sdpa: bool = True, native_cpu_kernel: bool = True):
         super().__init__()
         c = feature_channels + 3
-        self.anti_alias_pooling = anti_alias_pooling
+        self.anti_alias_pooling, self.native_cpu_kernel = anti_alias_pooling, native_cpu_kernel
         self.ray_dir_fc = nn.Sequential(nn.Linear(4, 16), nn.ELU(), nn.Linear(16, c), nn.ELU())
         self.base_fc = nn.Sequential(nn.Linear(3 * c, 64), nn.ELU(), nn.Linear(64, 32), nn.ELU())
         self.vis_fc = nn.Sequential(nn.Linear(32, 32), nn.ELU(), nn.Linear(32, 33), nn.ELU())
@@ -241,6 +246,33 @@ class IBRNetAggregator(Aggregator):
         logit = F.elu_(torch.bmm(w_logit.expand(V, -1, -1), hidden).add_(b_logit[:, None]), self.vis_fc[3].alpha)
         return x_res, torch.sigmoid(logit) * mask
 
+    def _per_view(self, feat_in: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
+                  colours: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-view layers and geometry_fc on view-major (V, ·, P) tensors -> (P, 16) and rgb (P, 3).
+
+        geometry_fc's input is [weighted mean, weighted variance, mean weight over views] of the per-view
+        features after the visibility layers; rgb is the softmax blend of `colours` (V, 3, P).
+        """
+        feat = feat_in + _mlp(self.ray_dir_fc, ray_diff)
+        weight = self._view_weights(ray_diff, mask)
+        mean, variance = weighted_mean_variance(feat, weight)  # (3 + C, P)
+        x = self._base_features(feat, mean, variance)  # (V, 32, P)
+
+        x_res, vis = self._visibility(x, weight, mask)
+        x = x + x_res
+        vis = _mlp(self.vis_fc2, x * vis) * mask  # vis_fc2 ends with a sigmoid
+        weight = vis / (vis.sum(dim=0, keepdim=True) + 1e-8)
+        mean, variance = weighted_mean_variance(x, weight)  # (32, P)
+        geometry = self.geometry_fc(torch.cat([mean, variance, weight.mean(dim=0)], dim=0).t())
+
+        logits = self._blend_logits(x, vis, ray_diff).masked_fill(mask == 0, -1e9)
+        blend = torch.softmax(logits, dim=0)  # over views
+        return geometry, (colours * blend).sum(dim=0).t()
+
+    def _uses_native_kernel(self, feat_in: torch.Tensor) -> bool:
+        return (self.native_cpu_kernel and not torch.is_grad_enabled() and feat_in.device.type == "cpu"
+                and feat_in.dtype == torch.float32 and per_view_native.available())
+
     def forward(self, rgb_feat: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
                 colours: torch.Tensor | None = None):
         """See `Aggregator`; `colours` (the values of rgb_feat[..., :3]) are the colours blended."""
@@ -257,25 +289,14 @@ class IBRNetAggregator(Aggregator):
         feat_in = _view_major(rgb_feat)  # (V, 3 + C, P)
         ray_diff = _view_major(ray_diff)  # (V, 4, P)
         mask = mask.permute(2, 0, 1).reshape(V, 1, R * S).to(rgb_feat.dtype)  # (V, 1, P)
-        feat = feat_in + _mlp(self.ray_dir_fc, ray_diff)
-        weight = self._view_weights(ray_diff, mask)
-        mean, variance = weighted_mean_variance(feat, weight)  # (3 + C, P)
-        x = self._base_features(feat, mean, variance)  # (V, 32, P)
+        if self._uses_native_kernel(feat_in):
+            geometry, rgb = per_view_native.per_view_forward(self, feat_in, ray_diff, mask)
+        else:
+            colours = feat_in[:, :3] if colours is None else _view_major(colours)
+            geometry, rgb = self._per_view(feat_in, ray_diff, mask, colours)
 
-        x_res, vis = self._visibility(x, weight, mask)
-        x = x + x_res
-        vis = _mlp(self.vis_fc2, x * vis) * mask  # vis_fc2 ends with a sigmoid
-        weight = vis / (vis.sum(dim=0, keepdim=True) + 1e-8)
-
-        mean, variance = weighted_mean_variance(x, weight)  # (32, P)
-        globalfeat = torch.cat([mean, variance, weight.mean(dim=0)], dim=0).t()  # (P, 65)
-        globalfeat = self.geometry_fc(globalfeat).reshape(R, S, -1) + self.pos_encoding.to(globalfeat.dtype)
+        globalfeat = geometry.reshape(R, S, -1) + self.pos_encoding.to(rgb_feat.dtype)
         num_valid = mask.sum(dim=0).reshape(R, S)
         globalfeat = self.ray_attention(globalfeat, num_valid > 1)
         sigma = self.out_geometry_fc(globalfeat).squeeze(-1).masked_fill(num_valid < 1, 0.0)
-
-        logits = self._blend_logits(x, vis, ray_diff).masked_fill(mask == 0, -1e9)
-        blend = torch.softmax(logits, dim=0)  # over views
-        colours = feat_in[:, :3] if colours is None else _view_major(colours)
-        rgb = (colours * blend).sum(dim=0)  # (3, P)
-        return rgb.t().reshape(R, S, 3), sigma
+        return rgb.reshape(R, S, 3), sigma

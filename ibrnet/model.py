@@ -75,12 +75,13 @@ class IBRNet(nn.Module):
         render_workers: without autograd on the CPU, this many slices are evaluated at once on worker
             threads with single-threaded ops (`multiview.engine.cpu_threads`); 0 = torch's thread count,
             1 = one slice at a time with multithreaded ops.
+        native_cpu_kernel: see `IBRNetAggregator` (the per-view layers of CPU rendering in compiled C).
     """
 
     def __init__(self, coarse_feature_channels: int = 32, fine_feature_channels: int = 32,
                  num_coarse_samples: int = 64, num_fine_samples: int = 64, inverse_depth: bool = True,
                  anti_alias_pooling: bool = True, use_sdpa: bool = True, white_background: bool = False,
-                 max_points_per_pass: int = 2048, render_workers: int = 0):
+                 max_points_per_pass: int = 8192, render_workers: int = 0, native_cpu_kernel: bool = True):
         super().__init__()
         self.num_coarse_samples, self.num_fine_samples = num_coarse_samples, num_fine_samples
         self.inverse_depth, self.white_background = inverse_depth, white_background
@@ -88,11 +89,12 @@ class IBRNet(nn.Module):
             raise ValueError(f"render_workers must be >= 0 (0 = torch's thread count), got {render_workers}")
         self.max_points_per_pass, self.render_workers = max_points_per_pass, render_workers
         self.feature_net = ResUNet(coarse_feature_channels, fine_feature_channels)
-        self.net_coarse = IBRNetAggregator(coarse_feature_channels, num_coarse_samples, anti_alias_pooling, use_sdpa)
+        self.net_coarse = IBRNetAggregator(coarse_feature_channels, num_coarse_samples, anti_alias_pooling, use_sdpa,
+                                           native_cpu_kernel)
         self.net_fine = None
         if num_fine_samples > 0:
             self.net_fine = IBRNetAggregator(fine_feature_channels, num_coarse_samples + num_fine_samples,
-                                             anti_alias_pooling, use_sdpa)
+                                             anti_alias_pooling, use_sdpa, native_cpu_kernel)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Source images (V, 3, H, W) -> coarse and fine feature maps (computed once per target)."""

@@ -40,7 +40,7 @@ def build_model(args: argparse.Namespace) -> IBRNet:
     return IBRNet(num_coarse_samples=args.num_coarse_samples, num_fine_samples=args.num_fine_samples,
                   inverse_depth=args.inverse_depth, anti_alias_pooling=args.anti_alias_pooling,
                   use_sdpa=args.use_sdpa, white_background=args.white_background,
-                  render_workers=args.render_workers)
+                  render_workers=args.render_workers, native_cpu_kernel=args.native_cpu_kernel)
 
 
 def sampling_options(args: argparse.Namespace) -> SamplingOptions:
