@@ -8,7 +8,7 @@ setup(
     description="Generalizable NeRF (IBRNet) and self-supervised MVS (JDACS) pretraining on MVImgNet",
     python_requires=">=3.10",
     packages=find_packages(include=["multiview*", "ibrnet*", "jdacs*"]),
-    package_data={"multiview": ["data/lists/*.txt"]},
+    package_data={"multiview": ["data/lists/*.txt"], "ibrnet": ["*.c"]},  # C kernels are compiled at first use
     scripts=[],
     install_requires=[
         "torch>=2.4",  # models, geometry, autocast, scaled_dot_product_attention

@@ -13,8 +13,8 @@ Cases (each in a fresh subprocess, so that the peak resident memory is the case'
           rays, the feature maps computed once per image (included in the time); reported as rays/s.
           The model's slices run `--render_workers` at a time on threads (0 = one per torch thread, each
           slice's ops single-threaded; 1 = one slice at a time on all threads), as `--render_workers` of
-          the trainer, ibrnet.render and the evaluation; the aggregators' per-view layers run in the compiled
-          C kernel unless `--no-native_cpu_kernel` (ibrnet/per_view_native.py).
+          the trainer, ibrnet.render and the evaluation; the aggregators run as the compiled C kernel unless
+          `--no-native_cpu_kernel` (ibrnet/aggregator_native.py).
           Median over `--render_repeats` images after a small warm-up.
 The scene: 11 cameras on an arc around the origin looking at it (target = the middle one), smooth random
 source images, near/far 2/6 — every sample is seen by most source views, as in a real object scene.
@@ -232,7 +232,7 @@ def main(argv=None) -> None:
     parser.add_argument("--render_workers", type=int, default=0,
                         help="rendering slices evaluated at once on threads (0 = one per torch thread)")
     parser.add_argument("--native_cpu_kernel", action=argparse.BooleanOptionalAction, default=True,
-                        help="rendering: the aggregators' per-view layers in the compiled C kernel (as the trainer)")
+                        help="rendering: the aggregators as the compiled C kernel (as the trainer)")
     parser.add_argument("--repeats", type=int, default=None, help="timed training steps (default 7, quick 2)")
     parser.add_argument("--render_repeats", type=int, default=None, help="timed full renders (default 3)")
     parser.add_argument("--cases", nargs="+", default=["train", "render"], choices=["train", "render"])

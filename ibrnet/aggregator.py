@@ -16,8 +16,8 @@ first layers whose input the original concatenates ([mean, var, feat] for base_f
 for rgb_fc) are split by input blocks instead (the mean/var block once per sample, not per view);
 activations run in place on fresh GEMM outputs; the weighted mean/variance has a hand-written backward
 that keeps no (x − mean)-sized temporaries; vis_fc's last layer is split by output rows instead of
-slicing its result. Rendering without gradients on the CPU runs the per-view layers in a compiled C
-kernel instead (`ibrnet.per_view_native`), tile by tile in cache.
+slicing its result. Rendering without gradients on the CPU runs the whole forward pass in a compiled C
+kernel instead (`ibrnet.aggregator_native`), the per-view layers tile by tile in cache.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ibrnet import per_view_native
+from ibrnet import aggregator_native
 
 
 class Aggregator(nn.Module):
@@ -176,8 +176,8 @@ class IBRNetAggregator(Aggregator):
             (64 for the coarse net, 128 for the fine net), as in the original.
         anti_alias_pooling: IBRNet's view weights exp(|s|(cos − 1)) minus their minimum over views.
         use_sdpa: ray attention through F.scaled_dot_product_attention (else the reference path).
-        native_cpu_kernel: without autograd on the CPU in float32, run the per-view layers in the compiled
-            C kernel of `ibrnet.per_view_native` (same math, activations kept in cache).
+        native_cpu_kernel: without autograd on the CPU in float32, run the forward pass in the compiled C
+            kernel of `ibrnet.aggregator_native` (same math, activations kept in cache).
     """
 
     def __init__(self, feature_channels: int = 32, num_samples: int = 64, anti_alias_pooling: bool = True,
@@ -271,7 +271,7 @@ class IBRNetAggregator(Aggregator):
 
     def _uses_native_kernel(self, feat_in: torch.Tensor) -> bool:
         return (self.native_cpu_kernel and not torch.is_grad_enabled() and feat_in.device.type == "cpu"
-                and feat_in.dtype == torch.float32 and per_view_native.available())
+                and feat_in.dtype == torch.float32 and aggregator_native.available())
 
     def forward(self, rgb_feat: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
                 colours: torch.Tensor | None = None):
@@ -290,11 +290,10 @@ class IBRNetAggregator(Aggregator):
         ray_diff = _view_major(ray_diff)  # (V, 4, P)
         mask = mask.permute(2, 0, 1).reshape(V, 1, R * S).to(rgb_feat.dtype)  # (V, 1, P)
         if self._uses_native_kernel(feat_in):
-            geometry, rgb = per_view_native.per_view_forward(self, feat_in, ray_diff, mask)
-        else:
-            colours = feat_in[:, :3] if colours is None else _view_major(colours)
-            geometry, rgb = self._per_view(feat_in, ray_diff, mask, colours)
-
+            rgb, sigma = aggregator_native.aggregate(self, feat_in, ray_diff, mask, R, S)
+            return rgb.reshape(R, S, 3), sigma.reshape(R, S)
+        colours = feat_in[:, :3] if colours is None else _view_major(colours)
+        geometry, rgb = self._per_view(feat_in, ray_diff, mask, colours)
         globalfeat = geometry.reshape(R, S, -1) + self.pos_encoding.to(rgb_feat.dtype)
         num_valid = mask.sum(dim=0).reshape(R, S)
         globalfeat = self.ray_attention(globalfeat, num_valid > 1)

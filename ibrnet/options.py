@@ -44,8 +44,8 @@ def add_ibrnet_options(parser: configargparse.ArgParser) -> None:
                             "evaluated at once on threads, each slice's ops on one thread "
                             "(0 = torch's thread count, 1 = one slice at a time on all threads)")
     group.add_argument("--native_cpu_kernel", action=argparse.BooleanOptionalAction, default=True,
-                       help="CPU rendering without gradients: run the aggregators' per-view layers in one C kernel "
-                            "(ibrnet/per_view_kernel.c), compiled at first use with $CC or cc and cached under "
+                       help="CPU rendering without gradients: run each aggregator as one C kernel "
+                            "(ibrnet/aggregator_kernel.c), compiled at first use with $CC or cc and cached under "
                             "~/.cache/mvpretrain/native; without a working compiler it warns and uses PyTorch")
     group.add_argument("--chunk_size", type=int, default=4096, help="rays per chunk when rendering full images")
     group.add_argument("--render_stride", type=int, default=2, help="pixel stride of validation renders")

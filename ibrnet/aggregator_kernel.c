@@ -1,17 +1,17 @@
-/* IBRNet aggregator's per-view layers, forward only, fused over tiles of samples (float32, CPU).
+/* IBRNet's aggregator, forward only, in C for CPU rendering (float32).
 
-   What ibrnet/aggregator.py computes on (V, C, P) tensors layer by layer — streaming every
-   per-view activation through memory — this computes for TILE samples at a time, all layers in a
-   row, while the tile's activations (a few tens of KB per view) stay in the core's caches.
-   Same math as IBRNetAggregator; the only numerical difference is exp (a Cephes-style polynomial,
-   within a few float32 ulp), used by ELU, sigmoid, the view weights and the softmax over views.
+   ibrnet/aggregator.py computes the per-view layers on (V, C, P) tensors layer by layer, streaming every
+   per-view activation through memory; this computes them for TILE samples at a time, all layers in a row,
+   while the tile's activations (a few tens of KB per view) stay in the core's caches, then runs the ray
+   transformer and the density head ray by ray. Same math as IBRNetAggregator; the only numerical
+   difference is exp (a Cephes polynomial, within a few float32 ulp), used by ELU, sigmoid, the view
+   weights and both softmaxes.
 
-   Inputs, view-major with P samples: feat_in (V, C, P) = source colour (3) ++ feature (C - 3),
-   ray_diff (V, 4, P), mask (V, P) in {0, 1}. params: the aggregator's weights packed by
-   ibrnet/per_view_native.py (order in `packed_parameters`). Outputs, sample-major: geometry (P, 16) =
-   geometry_fc([weighted mean, weighted variance, mean weight]) of the per-view features after the
-   visibility layers (the ray transformer's input before the positional encoding) and rgb (P, 3), the
-   softmax blend of the source colours. */
+   Inputs, view-major with P = R·S samples (R rays of S samples, ray-major): feat_in (V, C, P) = source
+   colour (3) ++ feature (C - 3), ray_diff (V, 4, P), mask (V, P) in {0, 1}; params: the aggregator's
+   weights packed by ibrnet/aggregator_native.py (order in `packed_parameters`); position (S, 16): the
+   sample-index encoding. Outputs, sample-major: rgb (P, 3), the softmax blend of the source colours, and
+   sigma (P), the density. */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -67,6 +67,7 @@ typedef float vec8_unaligned __attribute__((vector_size(32), aligned(4)));
 
 static inline vec8 load8(const float *p) { return *(const vec8_unaligned *)p; }
 static inline void store8(float *p, vec8 v) { *(vec8_unaligned *)p = v; }
+static inline vec8 broadcast8(float x) { return (vec8){x, x, x, x, x, x, x, x}; }
 
 /* out (O, TILE) = act(init + bias + W[:, :K] in), W row-major with row stride ldw, in (K, TILE).
    init (O, TILE) or NULL, bias (O) or NULL; out may alias init. Two output rows at a time: eight
@@ -79,8 +80,8 @@ static void dense(const float *W, int ldw, const float *bias, const float *init,
         vec8 a0[LANES], a1[LANES];
         const float b0 = bias ? bias[o] : 0.0f, b1 = bias && pair ? bias[o + 1] : 0.0f;
         for (int j = 0; j < LANES; ++j) {
-            a0[j] = (vec8){0} + b0;
-            a1[j] = (vec8){0} + b1;
+            a0[j] = broadcast8(b0);
+            a1[j] = broadcast8(b1);
             if (init) {
                 a0[j] += load8(init + (size_t)o * TILE + 8 * j);
                 if (pair) a1[j] += load8(init + (size_t)(o + 1) * TILE + 8 * j);
@@ -88,7 +89,7 @@ static void dense(const float *W, int ldw, const float *bias, const float *init,
         }
         for (int k = 0; k < K; ++k) {
             const float *x = in + (size_t)k * TILE;
-            const vec8 c0 = (vec8){0} + w0[k], c1 = (vec8){0} + w1[k];
+            const vec8 c0 = broadcast8(w0[k]), c1 = broadcast8(w1[k]);
             for (int j = 0; j < LANES; ++j) {
                 const vec8 xj = load8(x + 8 * j);
                 a0[j] += c0 * xj;
@@ -136,11 +137,10 @@ static void gather_rows(float *tile, const float *source, int rows, int64_t P, i
     }
 }
 
-/* Returns 0, or -1 when a buffer cannot be allocated. */
-int ibrnet_per_view_forward(const float *feat_in, const float *ray_diff, const float *mask, int64_t V_, int64_t C_,
-                            int64_t P, const float *params, int anti_alias_pooling, float *geometry, float *rgb) {
-    const int V = (int)V_, C = (int)C_;
-    /* the packed parameters, in the order of per_view_native.packed_parameters */
+/* Per-view layers, pooling and geometry_fc for all P samples -> geometry (P, 16) and rgb (P, 3). */
+static int per_view_part(const float *feat_in, const float *ray_diff, const float *mask, int V, int C, int64_t P,
+                         const float *params, int anti_alias_pooling, float *geometry, float *rgb) {
+    /* the packed parameters, in the order of aggregator_native.packed_parameters */
     const float *dir1_w = params, *dir1_b = dir1_w + 16 * 4;
     const float *dir2_w = dir1_b + 16, *dir2_b = dir2_w + C * 16;
     const float *base1_w = dir2_b + C, *base1_b = base1_w + 64 * 3 * C;
@@ -154,7 +154,7 @@ int ibrnet_per_view_forward(const float *feat_in, const float *ray_diff, const f
     const float *rgb3_w = rgb2_b + 8, *rgb3_b = rgb3_w + 8;
     const float *geo1_w = rgb3_b + 1, *geo1_b = geo1_w + 64 * 65;
     const float *geo2_w = geo1_b + 64, *geo2_b = geo2_w + 16 * 64;
-    const float s = geo2_b[16] < 0.0f ? -geo2_b[16] : geo2_b[16]; /* |s| of the pooling weights, packed last */
+    const float s = geo2_b[16] < 0.0f ? -geo2_b[16] : geo2_b[16]; /* |s| of the pooling weights */
 
     /* per tile: feat (V, C), x (V, 32), rd (V, 4), colour (V, 3), m / w / vis / logit (V); scratch rows */
     const int scratch_rows = 2 * C + 64 + 64 + 65 + 32 + 16 + 8;
@@ -259,4 +259,119 @@ int ibrnet_per_view_forward(const float *feat_in, const float *ray_diff, const f
     }
     free(buffer);
     return 0;
+}
+
+/* out (O, S) = W (O, K) · in (K, S) + bias, channel-major, any S (vectorised over S). */
+static void matmul_channels(const float *restrict W, const float *restrict bias, int O, int K,
+                            const float *restrict in, int S, float *restrict out) {
+    for (int o = 0; o < O; ++o) {
+        float *restrict row = out + o * S;
+        for (int i = 0; i < S; ++i) row[i] = bias ? bias[o] : 0.0f;
+        for (int k = 0; k < K; ++k) {
+            const float w = W[o * K + k], *x = in + k * S;
+            for (int i = 0; i < S; ++i) row[i] += w * x[i];
+        }
+    }
+}
+
+/* The ray transformer (one attention layer: 4 heads of 4 channels over the S samples of a ray, residual,
+   LayerNorm) and the density head for one ray. geometry (S, 16) sample-major, num_valid (S): views that
+   see each sample; work: 8 · 16 · S + S · S floats. Query rows of samples seen by <= 1 view attend
+   uniformly (the mean of the values), as the original; samples seen by no view get density 0. */
+static void ray_transformer(const float *geometry, const float *position, const float *num_valid, int S,
+                            const float *params, float *sigma, float *work) {
+    const float *wq = params, *wk = wq + 256, *wv = wk + 256, *wo = wv + 256;
+    const float *norm_w = wo + 256, *norm_b = norm_w + 16;
+    const float *out1_w = norm_b + 16, *out1_b = out1_w + 256, *out2_w = out1_b + 16, *out2_b = out2_w + 16;
+    float *x = work, *q = x + 16 * S, *k = q + 16 * S, *v = k + 16 * S, *attended = v + 16 * S;
+    float *y = attended + 16 * S, *column = y + 16 * S, *total = column + 16 * S, *p = total + 16 * S;
+    for (int c = 0; c < 16; ++c)
+        for (int i = 0; i < S; ++i) x[c * S + i] = geometry[i * 16 + c] + position[i * 16 + c];
+    matmul_channels(wq, NULL, 16, 16, x, S, q);
+    matmul_channels(wk, NULL, 16, 16, x, S, k);
+    matmul_channels(wv, NULL, 16, 16, x, S, v);
+    for (int h = 0; h < 4; ++h) {
+        /* p[j][i] = q_i · k_j / √4 for query i and key j, then softmax over j: columns are queries */
+        const float *restrict qh = q + 4 * h * S, *restrict kh = k + 4 * h * S, *restrict vh = v + 4 * h * S;
+        float *restrict top = column, *restrict sum = total;
+        for (int i = 0; i < S; ++i) top[i] = -3.4e38f;
+        for (int j = 0; j < S; ++j) {
+            float *restrict row = p + j * S;
+            const float k0 = 0.5f * kh[j], k1 = 0.5f * kh[S + j], k2 = 0.5f * kh[2 * S + j], k3 = 0.5f * kh[3 * S + j];
+            for (int i = 0; i < S; ++i) {
+                row[i] = qh[i] * k0 + qh[S + i] * k1 + qh[2 * S + i] * k2 + qh[3 * S + i] * k3;
+                top[i] = row[i] > top[i] ? row[i] : top[i];
+            }
+        }
+        for (int i = 0; i < S; ++i) sum[i] = 0.0f;
+        for (int j = 0; j < S; ++j) {
+            float *restrict row = p + j * S;
+            for (int i = 0; i < S; ++i) {
+                row[i] = fast_exp(row[i] - top[i]);
+                sum[i] += row[i];
+            }
+        }
+        for (int d = 0; d < 4; ++d) {
+            float *restrict out = attended + (4 * h + d) * S;
+            float mean = 0.0f;
+            for (int i = 0; i < S; ++i) out[i] = 0.0f;
+            for (int j = 0; j < S; ++j) {
+                const float value = vh[d * S + j], *restrict row = p + j * S;
+                mean += value;
+                for (int i = 0; i < S; ++i) out[i] += value * row[i];
+            }
+            mean /= S;
+            for (int i = 0; i < S; ++i) out[i] = num_valid[i] > 1.0f ? out[i] / total[i] : mean;
+        }
+    }
+    /* LayerNorm(fc(attended) + x) over the 16 channels, eps 1e-6 */
+    matmul_channels(wo, NULL, 16, 16, attended, S, y);
+    float *mean = column, *variance = total;
+    for (int i = 0; i < S; ++i) mean[i] = variance[i] = 0.0f;
+    for (int c = 0; c < 16; ++c)
+        for (int i = 0; i < S; ++i) {
+            y[c * S + i] += x[c * S + i];
+            mean[i] += y[c * S + i];
+        }
+    for (int i = 0; i < S; ++i) mean[i] /= 16.0f;
+    for (int c = 0; c < 16; ++c)
+        for (int i = 0; i < S; ++i) {
+            const float d = y[c * S + i] - mean[i];
+            variance[i] += d * d;
+        }
+    for (int i = 0; i < S; ++i) variance[i] = 1.0f / __builtin_sqrtf(variance[i] / 16.0f + 1e-6f);
+    for (int c = 0; c < 16; ++c)
+        for (int i = 0; i < S; ++i) y[c * S + i] = (y[c * S + i] - mean[i]) * variance[i] * norm_w[c] + norm_b[c];
+    /* out_geometry_fc: ELU(W1 y + b1), then ReLU(w2 · h + b2); density 0 where no view sees the sample */
+    float *hidden = x;
+    matmul_channels(out1_w, out1_b, 16, 16, y, S, hidden);
+    elu_in_place(hidden, 16 * S);
+    for (int i = 0; i < S; ++i) total[i] = out2_b[0];
+    for (int c = 0; c < 16; ++c)
+        for (int i = 0; i < S; ++i) total[i] += out2_w[c] * hidden[c * S + i];
+    for (int i = 0; i < S; ++i) sigma[i] = num_valid[i] < 1.0f ? 0.0f : (total[i] < 0.0f ? 0.0f : total[i]); /* NaN stays */
+}
+
+/* The whole aggregator for R rays of S samples (see the top of this file). Returns 0, or -1 when a buffer
+   cannot be allocated. */
+int ibrnet_aggregate(const float *feat_in, const float *ray_diff, const float *mask, int64_t V, int64_t C, int64_t R,
+                     int64_t S, const float *params, const float *transformer_params, const float *position,
+                     int anti_alias_pooling, float *rgb, float *sigma) {
+    const int64_t P = R * S;
+    float *geometry = malloc(sizeof(float) * P * 16);
+    float *num_valid = malloc(sizeof(float) * S);
+    float *work = malloc(sizeof(float) * S * (16 * 8 + S));
+    int status = geometry && num_valid && work ? 0 : -1;
+    if (status == 0) status = per_view_part(feat_in, ray_diff, mask, (int)V, (int)C, P, params, anti_alias_pooling,
+                                            geometry, rgb);
+    for (int64_t r = 0; status == 0 && r < R; ++r) {
+        for (int64_t i = 0; i < S; ++i) num_valid[i] = 0.0f;
+        for (int64_t view = 0; view < V; ++view)
+            for (int64_t i = 0; i < S; ++i) num_valid[i] += mask[view * P + r * S + i];
+        ray_transformer(geometry + r * S * 16, position, num_valid, (int)S, transformer_params, sigma + r * S, work);
+    }
+    free(geometry);
+    free(num_valid);
+    free(work);
+    return status;
 }

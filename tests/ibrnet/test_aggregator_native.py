@@ -1,11 +1,11 @@
-"""The compiled per-view kernel against the aggregator's PyTorch path (same math, float32, no autograd)."""
+"""The compiled aggregator kernel against the aggregator's PyTorch path (same math, float32, no autograd)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ibrnet import per_view_native
+from ibrnet import aggregator_native
 from ibrnet.aggregator import IBRNetAggregator
 from ibrnet.model import IBRNet
 from multiview.engine import native_library
@@ -49,7 +49,7 @@ def _both_paths(aggregator, rgb_feat, ray_diff, mask):
 
 @pytest.fixture(autouse=True)
 def _needs_the_kernel():
-    assert per_view_native.available(), "the C compiler of this machine must build ibrnet/per_view_kernel.c"
+    assert aggregator_native.available(), "the C compiler of this machine must build ibrnet/aggregator_kernel.c"
 
 
 @pytest.mark.parametrize("feature_channels, num_samples, rays, anti_alias_pooling", [
@@ -91,8 +91,8 @@ def test_a_nan_weight_gives_nan_as_in_the_pytorch_path():
 
 def test_the_kernel_runs_only_without_autograd(monkeypatch):
     calls = []
-    forward = per_view_native.per_view_forward
-    monkeypatch.setattr(per_view_native, "per_view_forward", lambda *args: calls.append(1) or forward(*args))
+    aggregate = aggregator_native.aggregate
+    monkeypatch.setattr(aggregator_native, "aggregate", lambda *args: calls.append(1) or aggregate(*args))
     aggregator = _aggregator(32, 8, True)
     inputs = _inputs(2, 8, 5, 35)
     rgb, sigma = aggregator(*inputs)  # training: PyTorch path, differentiable
@@ -126,8 +126,8 @@ def test_model_renders_the_same_image_with_and_without_the_kernel():
 def test_without_a_compiler_it_warns_once_and_renders_with_pytorch(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("MVPRETRAIN_NATIVE_CACHE", str(tmp_path / "cache"))
-    per_view_native._kernel.cache_clear()
-    per_view_native.available.cache_clear()
+    aggregator_native._kernel.cache_clear()
+    aggregator_native.available.cache_clear()
     try:
         aggregator = _aggregator(32, 8, True)
         inputs = _inputs(2, 8, 5, 35)
@@ -138,7 +138,7 @@ def test_without_a_compiler_it_warns_once_and_renders_with_pytorch(monkeypatch, 
         with torch.no_grad():
             torch.testing.assert_close(rgb, aggregator(*inputs)[0], atol=0, rtol=0)
     finally:
-        per_view_native._kernel.cache_clear()
-        per_view_native.available.cache_clear()
+        aggregator_native._kernel.cache_clear()
+        aggregator_native.available.cache_clear()
     assert not list((tmp_path / "cache").glob("*.so"))
     assert native_library.cache_directory() == tmp_path / "cache"
