@@ -269,9 +269,10 @@ class IBRNetAggregator(Aggregator):
         blend = torch.softmax(logits, dim=0)  # over views
         return geometry, (colours * blend).sum(dim=0).t()
 
-    def _uses_native_kernel(self, feat_in: torch.Tensor) -> bool:
-        return (self.native_cpu_kernel and not torch.is_grad_enabled() and feat_in.device.type == "cpu"
-                and feat_in.dtype == torch.float32 and aggregator_native.available())
+    def uses_native_kernel(self, inputs: torch.Tensor) -> bool:
+        """Whether a forward pass on `inputs` runs as the C kernel: CPU, float32, no autograd, enabled, built."""
+        return (self.native_cpu_kernel and not torch.is_grad_enabled() and inputs.device.type == "cpu"
+                and inputs.dtype == torch.float32 and aggregator_native.available())
 
     def forward(self, rgb_feat: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
                 colours: torch.Tensor | None = None):
@@ -289,7 +290,7 @@ class IBRNetAggregator(Aggregator):
         feat_in = _view_major(rgb_feat)  # (V, 3 + C, P)
         ray_diff = _view_major(ray_diff)  # (V, 4, P)
         mask = mask.permute(2, 0, 1).reshape(V, 1, R * S).to(rgb_feat.dtype)  # (V, 1, P)
-        if self._uses_native_kernel(feat_in):
+        if self.uses_native_kernel(feat_in):
             rgb, sigma = aggregator_native.aggregate(self, feat_in, ray_diff, mask, R, S)
             return rgb.reshape(R, S, 3), sigma.reshape(R, S)
         colours = feat_in[:, :3] if colours is None else _view_major(colours)

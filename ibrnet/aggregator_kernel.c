@@ -137,9 +137,129 @@ static void gather_rows(float *tile, const float *source, int rows, int64_t P, i
     }
 }
 
-/* Per-view layers, pooling and geometry_fc for all P samples -> geometry (P, 16) and rgb (P, 3). */
-static int per_view_part(const float *feat_in, const float *ray_diff, const float *mask, int V, int C, int64_t P,
-                         const float *params, int anti_alias_pooling, float *geometry, float *rgb) {
+/* Where the per-view inputs of the samples come from: either arrays made by ibrnet/projector.py
+   (feat_in (V, C, P), ray_diff (V, 4, P), mask (V, P)), or world points (P, 3) projected here into the
+   source views, with the projector's math (see project_tile). */
+struct sample_views {
+    const float *feat_in, *ray_diff, *mask;
+    const float *points, *target_center, *K, *cam_from_world, *source_centers, *images, *features;
+    int64_t H, W, h, w;
+};
+
+/* grid_sample(align_corners=True, zero padding) at grid coordinates (gx, gy) of one channel-major image
+   (channels, height, width) into out[c * TILE] (channel stride TILE), or of a channels-last one
+   (height, width, channels) when channels_last. Corners outside the image contribute nothing. */
+static void bilinear(const float *image, int64_t height, int64_t width, int channels, int channels_last,
+                     float gx, float gy, float *out) {
+    const float ix = (gx + 1.0f) / 2.0f * (float)(width - 1), iy = (gy + 1.0f) / 2.0f * (float)(height - 1);
+    float sum[channels];
+    for (int c = 0; c < channels; ++c) sum[c] = 0.0f;
+    if (ix > -1.0f && ix < (float)width && iy > -1.0f && iy < (float)height) {  /* false for NaN too */
+        const float x0 = __builtin_floorf(ix), y0 = __builtin_floorf(iy);
+        const float corner_x[4] = {x0, x0 + 1.0f, x0, x0 + 1.0f}, corner_y[4] = {y0, y0, y0 + 1.0f, y0 + 1.0f};
+        const float weight[4] = {(x0 + 1.0f - ix) * (y0 + 1.0f - iy), (ix - x0) * (y0 + 1.0f - iy),
+                                 (x0 + 1.0f - ix) * (iy - y0), (ix - x0) * (iy - y0)};
+        for (int corner = 0; corner < 4; ++corner) {
+            const int64_t x = (int64_t)corner_x[corner], y = (int64_t)corner_y[corner];
+            if (x < 0 || x >= width || y < 0 || y >= height) continue;
+            if (channels_last) {
+                const float *pixel = image + (y * width + x) * channels;
+                for (int c = 0; c < channels; ++c) sum[c] += weight[corner] * pixel[c];
+            } else {
+                for (int c = 0; c < channels; ++c) sum[c] += weight[corner] * image[(c * height + y) * width + x];
+            }
+        }
+    }
+    for (int c = 0; c < channels; ++c) out[c * TILE] = sum[c];
+}
+
+/* The projector's math (ibrnet/projector.py) for the tile's samples in view v: camera point, pixel
+   (depth clamped to 1e-8, coordinates to ±1e6), mask = inside [0, W−1]×[0, H−1] and in front, colour and
+   feature by bilinear sampling at the same normalised grid point, and the ray-direction difference (unit
+   d_tar − d_src and the cosine d_tar·d_src, d = unit vector from the point to a camera centre).
+   points_tile (3, TILE): the tile's points, padding columns repeating the last one. */
+static void project_tile(const struct sample_views *in, int v, int C, const float *restrict points_tile, int n,
+                         float *restrict feat, float *restrict rd, float *restrict m) {
+    float T[12], K[9], centre[3], target[3];  /* local copies: the loop below reads them from registers */
+    memcpy(T, in->cam_from_world + v * 16, sizeof T);
+    memcpy(K, in->K + v * 9, sizeof K);
+    memcpy(centre, in->source_centers + v * 3, sizeof centre);
+    memcpy(target, in->target_center, sizeof target);
+    const float last_u = (float)(in->W - 1), last_v = (float)(in->H - 1);
+    const float grid_x = 2.0f / (in->W - 1 > 1 ? last_u : 1.0f), grid_y = 2.0f / (in->H - 1 > 1 ? last_v : 1.0f);
+    const float *px = points_tile, *py = px + TILE, *pz = py + TILE;
+    float gx[TILE], gy[TILE];
+    for (int t = 0; t < TILE; ++t) {  /* branch-free: vectorised over the tile */
+        const float x = px[t], y = py[t], z = pz[t];
+        const float camera_x = x * T[0] + y * T[1] + z * T[2] + T[3];
+        const float camera_y = x * T[4] + y * T[5] + z * T[6] + T[7];
+        const float camera_z = x * T[8] + y * T[9] + z * T[10] + T[11];
+        const float pixel_x = camera_x * K[0] + camera_y * K[1] + camera_z * K[2];
+        const float pixel_y = camera_x * K[3] + camera_y * K[4] + camera_z * K[5];
+        const float depth = camera_x * K[6] + camera_y * K[7] + camera_z * K[8];
+        const float divisor = depth > 1e-8f ? depth : 1e-8f;
+        float u = pixel_x / divisor, w = pixel_y / divisor;
+        u = u < -1e6f ? -1e6f : (u > 1e6f ? 1e6f : u);
+        w = w < -1e6f ? -1e6f : (w > 1e6f ? 1e6f : w);
+        const int inside = (u >= 0.0f) & (u <= last_u) & (w >= 0.0f) & (w <= last_v) & (depth > 0.0f);
+        m[t] = inside ? 1.0f : 0.0f;
+        gx[t] = u * grid_x - 1.0f;
+        gy[t] = w * grid_y - 1.0f;
+        const float p[3] = {x, y, z};
+        float to_target[3], to_source[3], difference[3];
+        float target_norm = 0.0f, source_norm = 0.0f, cosine = 0.0f, difference_norm = 0.0f;
+        for (int i = 0; i < 3; ++i) {
+            to_target[i] = target[i] - p[i];
+            to_source[i] = centre[i] - p[i];
+            target_norm += to_target[i] * to_target[i];
+            source_norm += to_source[i] * to_source[i];
+        }
+        target_norm = __builtin_sqrtf(target_norm) + 1e-6f;
+        source_norm = __builtin_sqrtf(source_norm) + 1e-6f;
+        for (int i = 0; i < 3; ++i) {
+            to_target[i] /= target_norm;
+            to_source[i] /= source_norm;
+            difference[i] = to_target[i] - to_source[i];
+            difference_norm += difference[i] * difference[i];
+            cosine += to_target[i] * to_source[i];
+        }
+        difference_norm = __builtin_sqrtf(difference_norm);
+        difference_norm = difference_norm > 1e-6f ? difference_norm : 1e-6f;
+        for (int i = 0; i < 3; ++i) rd[i * TILE + t] = difference[i] / difference_norm;
+        rd[3 * TILE + t] = cosine;
+    }
+    for (int t = n; t < TILE; ++t) m[t] = 0.0f;
+    const float *image = in->images + (int64_t)v * 3 * in->H * in->W;
+    const float *features = in->features + (int64_t)v * in->h * in->w * (C - 3);
+    for (int t = 0; t < TILE; ++t) {
+        bilinear(image, in->H, in->W, 3, 0, gx[t], gy[t], feat + t);
+        bilinear(features, in->h, in->w, C - 3, 1, gx[t], gy[t], feat + 3 * TILE + t);
+    }
+}
+
+/* The tile's per-view inputs. Padding columns (t >= n) are never stored and no view sees them: zeros
+   from arrays; the last point repeated when projecting (finite values, mask 0). */
+static void fill_tile(const struct sample_views *in, int V, int C, int64_t P, int64_t start, int n, float *feat,
+                      float *rd, float *m) {
+    float points_tile[3 * TILE];
+    if (!in->feat_in)
+        for (int t = 0; t < TILE; ++t)
+            for (int i = 0; i < 3; ++i) points_tile[i * TILE + t] = in->points[(start + (t < n ? t : n - 1)) * 3 + i];
+    for (int v = 0; v < V; ++v) {
+        if (in->feat_in) {
+            gather_rows(feat + v * C * TILE, in->feat_in + v * C * P, C, P, start, n);
+            gather_rows(rd + v * 4 * TILE, in->ray_diff + v * 4 * P, 4, P, start, n);
+            gather_rows(m + v * TILE, in->mask + v * P, 1, P, start, n);
+        } else {
+            project_tile(in, v, C, points_tile, n, feat + v * C * TILE, rd + v * 4 * TILE, m + v * TILE);
+        }
+    }
+}
+
+/* Per-view layers, pooling and geometry_fc for all P samples -> geometry (P, 16), rgb (P, 3) and the
+   number of views that see each sample (P). */
+static int per_view_part(const struct sample_views *in, int V, int C, int64_t P, const float *params,
+                         int anti_alias_pooling, float *geometry, float *rgb, float *num_views) {
     /* the packed parameters, in the order of aggregator_native.packed_parameters */
     const float *dir1_w = params, *dir1_b = dir1_w + 16 * 4;
     const float *dir2_w = dir1_b + 16, *dir2_b = dir2_w + C * 16;
@@ -168,13 +288,11 @@ static int per_view_part(const float *feat_in, const float *ray_diff, const floa
 
     for (int64_t start = 0; start < P; start += TILE) {
         const int n = P - start < TILE ? (int)(P - start) : TILE;
-        /* the tile's inputs; padding columns are zeros: no view sees them, and they are never stored */
-        for (int v = 0; v < V; ++v) {
-            gather_rows(feat + v * C * TILE, feat_in + v * C * P, C, P, start, n);
-            gather_rows(rd + v * 4 * TILE, ray_diff + v * 4 * P, 4, P, start, n);
-            gather_rows(m + v * TILE, mask + v * P, 1, P, start, n);
-            memcpy(colour + v * 3 * TILE, feat + v * C * TILE, 3 * TILE * sizeof(float));
-        }
+        fill_tile(in, V, C, P, start, n, feat, rd, m);
+        for (int v = 0; v < V; ++v) memcpy(colour + v * 3 * TILE, feat + v * C * TILE, 3 * TILE * sizeof(float));
+        for (int t = 0; t < n; ++t) num_views[start + t] = 0.0f;
+        for (int v = 0; v < V; ++v)
+            for (int t = 0; t < n; ++t) num_views[start + t] += m[v * TILE + t];
         /* feat += ray_dir_fc(ray_diff) */
         for (int v = 0; v < V; ++v) {
             float *f = feat + v * C * TILE;
@@ -307,21 +425,30 @@ static void ray_transformer(const float *geometry, const float *position, const 
         for (int j = 0; j < S; ++j) {
             float *restrict row = p + j * S;
             for (int i = 0; i < S; ++i) {
-                row[i] = fast_exp(row[i] - top[i]);
+                row[i] = exp_up_to_88(row[i] - top[i]);  /* <= 0 */
                 sum[i] += row[i];
             }
         }
-        for (int d = 0; d < 4; ++d) {
-            float *restrict out = attended + (4 * h + d) * S;
-            float mean = 0.0f;
-            for (int i = 0; i < S; ++i) out[i] = 0.0f;
-            for (int j = 0; j < S; ++j) {
-                const float value = vh[d * S + j], *restrict row = p + j * S;
-                mean += value;
-                for (int i = 0; i < S; ++i) out[i] += value * row[i];
+        /* attended = p·v for the head's 4 channels at once (each row of p read once) */
+        float *restrict out0 = attended + 4 * h * S, *restrict out1 = out0 + S, *restrict out2 = out1 + S;
+        float *restrict out3 = out2 + S;
+        float mean[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int i = 0; i < 4 * S; ++i) out0[i] = 0.0f;
+        for (int j = 0; j < S; ++j) {
+            const float v0 = vh[j], v1 = vh[S + j], v2 = vh[2 * S + j], v3 = vh[3 * S + j];
+            const float *restrict row = p + j * S;
+            mean[0] += v0, mean[1] += v1, mean[2] += v2, mean[3] += v3;
+            for (int i = 0; i < S; ++i) {
+                out0[i] += v0 * row[i];
+                out1[i] += v1 * row[i];
+                out2[i] += v2 * row[i];
+                out3[i] += v3 * row[i];
             }
-            mean /= S;
-            for (int i = 0; i < S; ++i) out[i] = num_valid[i] > 1.0f ? out[i] / total[i] : mean;
+        }
+        for (int d = 0; d < 4; ++d) {
+            float *restrict out = out0 + d * S;
+            const float uniform = mean[d] / S;  /* what rows of samples seen by <= 1 view get */
+            for (int i = 0; i < S; ++i) out[i] = num_valid[i] > 1.0f ? out[i] / total[i] : uniform;
         }
     }
     /* LayerNorm(fc(attended) + x) over the 16 channels, eps 1e-6 */
@@ -352,26 +479,42 @@ static void ray_transformer(const float *geometry, const float *position, const 
     for (int i = 0; i < S; ++i) sigma[i] = num_valid[i] < 1.0f ? 0.0f : (total[i] < 0.0f ? 0.0f : total[i]); /* NaN stays */
 }
 
-/* The whole aggregator for R rays of S samples (see the top of this file). Returns 0, or -1 when a buffer
-   cannot be allocated. */
-int ibrnet_aggregate(const float *feat_in, const float *ray_diff, const float *mask, int64_t V, int64_t C, int64_t R,
-                     int64_t S, const float *params, const float *transformer_params, const float *position,
-                     int anti_alias_pooling, float *rgb, float *sigma) {
+/* The whole aggregator for R rays of S samples from the per-view inputs `in`; rgb (P, 3), sigma (P) and
+   num_views (P) out. Returns 0, or -1 when a buffer cannot be allocated. */
+static int aggregate(const struct sample_views *in, int64_t V, int64_t C, int64_t R, int64_t S, const float *params,
+                     const float *transformer_params, const float *position, int anti_alias_pooling, float *rgb,
+                     float *sigma, float *num_views) {
     const int64_t P = R * S;
     float *geometry = malloc(sizeof(float) * P * 16);
-    float *num_valid = malloc(sizeof(float) * S);
     float *work = malloc(sizeof(float) * S * (16 * 8 + S));
-    int status = geometry && num_valid && work ? 0 : -1;
-    if (status == 0) status = per_view_part(feat_in, ray_diff, mask, (int)V, (int)C, P, params, anti_alias_pooling,
-                                            geometry, rgb);
-    for (int64_t r = 0; status == 0 && r < R; ++r) {
-        for (int64_t i = 0; i < S; ++i) num_valid[i] = 0.0f;
-        for (int64_t view = 0; view < V; ++view)
-            for (int64_t i = 0; i < S; ++i) num_valid[i] += mask[view * P + r * S + i];
-        ray_transformer(geometry + r * S * 16, position, num_valid, (int)S, transformer_params, sigma + r * S, work);
-    }
+    int status = geometry && work ? 0 : -1;
+    if (status == 0) status = per_view_part(in, (int)V, (int)C, P, params, anti_alias_pooling, geometry, rgb, num_views);
+    for (int64_t r = 0; status == 0 && r < R; ++r)
+        ray_transformer(geometry + r * S * 16, position, num_views + r * S, (int)S, transformer_params, sigma + r * S,
+                        work);
     free(geometry);
-    free(num_valid);
     free(work);
     return status;
+}
+
+/* From the projector's arrays (see the top of this file). */
+int ibrnet_aggregate(const float *feat_in, const float *ray_diff, const float *mask, int64_t V, int64_t C, int64_t R,
+                     int64_t S, const float *params, const float *transformer_params, const float *position,
+                     int anti_alias_pooling, float *rgb, float *sigma, float *num_views) {
+    const struct sample_views in = {.feat_in = feat_in, .ray_diff = ray_diff, .mask = mask};
+    return aggregate(&in, V, C, R, S, params, transformer_params, position, anti_alias_pooling, rgb, sigma, num_views);
+}
+
+/* From world points (R·S, 3), projected here into the V source views: target_center (3), K (V, 3, 3),
+   cam_from_world (V, 4, 4), source_centers (V, 3), images (V, 3, H, W), features (V, h, w, C − 3)
+   channels-last. */
+int ibrnet_render_points(const float *points, const float *target_center, const float *K, const float *cam_from_world,
+                         const float *source_centers, const float *images, int64_t H, int64_t W,
+                         const float *features, int64_t h, int64_t w, int64_t V, int64_t C, int64_t R, int64_t S,
+                         const float *params, const float *transformer_params, const float *position,
+                         int anti_alias_pooling, float *rgb, float *sigma, float *num_views) {
+    const struct sample_views in = {.points = points, .target_center = target_center, .K = K,
+                                    .cam_from_world = cam_from_world, .source_centers = source_centers,
+                                    .images = images, .features = features, .H = H, .W = W, .h = h, .w = w};
+    return aggregate(&in, V, C, R, S, params, transformer_params, position, anti_alias_pooling, rgb, sigma, num_views);
 }

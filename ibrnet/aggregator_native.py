@@ -25,13 +25,16 @@ KERNEL_SOURCE = Path(__file__).with_name("aggregator_kernel.c")
 
 
 @functools.cache
-def _kernel():
+def _kernel() -> ctypes.CDLL:
     library = load_c_library(KERNEL_SOURCE)
-    function = library.ibrnet_aggregate
-    function.restype = ctypes.c_int
-    function.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 3
-                         + [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p])
-    return function
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    parameters_to_outputs = [pointer] * 3 + [ctypes.c_int] + [pointer] * 3  # params ... rgb, sigma, num_views
+    library.ibrnet_aggregate.argtypes = [pointer] * 3 + [size] * 4 + parameters_to_outputs
+    library.ibrnet_render_points.argtypes = ([pointer] * 6 + [size] * 2 + [pointer] + [size] * 6
+                                             + parameters_to_outputs)
+    for function in (library.ibrnet_aggregate, library.ibrnet_render_points):
+        function.restype = ctypes.c_int
+    return library
 
 
 @functools.cache
@@ -70,25 +73,59 @@ def packed_parameters(aggregator: nn.Module) -> tuple[torch.Tensor, torch.Tensor
             _flat(transformer))
 
 
+def _check(status: int, what: str) -> None:
+    if status != 0:
+        raise MemoryError(f"{KERNEL_SOURCE.name}: could not allocate its buffers for {what}")
+
+
+def _float32_cpu(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    for tensor in tensors:
+        if tensor.device.type != "cpu" or tensor.dtype != torch.float32:
+            raise ValueError(f"the native kernel takes float32 CPU tensors, got {tensor.dtype} on {tensor.device}")
+    return [tensor.contiguous() for tensor in tensors]
+
+
 def aggregate(aggregator: nn.Module, feat_in: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
               num_rays: int, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The aggregator's forward pass on the CPU, without autograd.
+    """The aggregator's forward pass on the projector's outputs, on the CPU, without autograd.
 
     Args (view-major, P = num_rays·num_samples samples, ray-major): feat_in (V, 3 + C, P) source colour ++
         feature, ray_diff (V, 4, P), mask (V, 1, P) of 0/1; float32 CPU tensors.
     Returns: rgb (P, 3) and sigma (P,).
     """
-    if feat_in.device.type != "cpu" or feat_in.dtype != torch.float32:
-        raise ValueError(f"the native kernel takes float32 CPU tensors, got {feat_in.dtype} on {feat_in.device}")
+    feat_in, ray_diff, mask = _float32_cpu(feat_in, ray_diff, mask)
     V, C, P = feat_in.shape
-    feat_in, ray_diff, mask = feat_in.contiguous(), ray_diff.contiguous(), mask.contiguous()
     per_view, transformer = packed_parameters(aggregator)
     position = aggregator.pos_encoding.to(torch.float32).contiguous()
-    rgb, sigma = torch.empty(P, 3), torch.empty(P)
-    status = _kernel()(feat_in.data_ptr(), ray_diff.data_ptr(), mask.data_ptr(), V, C, num_rays, num_samples,
-                       per_view.data_ptr(), transformer.data_ptr(), position.data_ptr(),
-                       int(aggregator.anti_alias_pooling), rgb.data_ptr(), sigma.data_ptr())
-    if status != 0:
-        raise MemoryError(f"{KERNEL_SOURCE.name}: could not allocate its buffers ({V} views, {C} channels, "
-                          f"{num_rays} rays of {num_samples} samples)")
+    rgb, sigma, num_views = torch.empty(P, 3), torch.empty(P), torch.empty(P)
+    _check(_kernel().ibrnet_aggregate(
+        feat_in.data_ptr(), ray_diff.data_ptr(), mask.data_ptr(), V, C, num_rays, num_samples,
+        per_view.data_ptr(), transformer.data_ptr(), position.data_ptr(), int(aggregator.anti_alias_pooling),
+        rgb.data_ptr(), sigma.data_ptr(), num_views.data_ptr()), f"{V} views, {num_rays} rays of {num_samples} samples")
     return rgb, sigma
+
+
+def render_points(aggregator: nn.Module, points: torch.Tensor, target_center: torch.Tensor, images: torch.Tensor,
+                  features: torch.Tensor, K: torch.Tensor, cam_from_world: torch.Tensor,
+                  world_from_cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`project_to_sources` followed by the aggregator, in one kernel call (no per-view arrays in memory).
+
+    Args as `ibrnet.projector.project_to_sources`: points (R, S, 3), target_center (3,), images (V, 3, H, W),
+        features (V, C, h, w), K (V, 3, 3), cam_from_world, world_from_cam (V, 4, 4); float32 CPU tensors.
+    Returns: rgb (R, S, 3), sigma (R, S) and the number of source views that see each sample (R, S).
+    """
+    R, S, _ = points.shape
+    V, _, H, W = images.shape
+    _, channels, h, w = features.shape
+    points, target_center, images, K, cam_from_world, source_centers = _float32_cpu(
+        points, target_center, images, K, cam_from_world, world_from_cam[:, :3, 3])
+    features_last = _float32_cpu(features)[0].permute(0, 2, 3, 1).contiguous()  # (V, h, w, C)
+    per_view, transformer = packed_parameters(aggregator)
+    position = aggregator.pos_encoding.to(torch.float32).contiguous()
+    rgb, sigma, num_views = torch.empty(R, S, 3), torch.empty(R, S), torch.empty(R, S)
+    _check(_kernel().ibrnet_render_points(
+        points.data_ptr(), target_center.data_ptr(), K.data_ptr(), cam_from_world.data_ptr(),
+        source_centers.data_ptr(), images.data_ptr(), H, W, features_last.data_ptr(), h, w, V, 3 + channels, R, S,
+        per_view.data_ptr(), transformer.data_ptr(), position.data_ptr(), int(aggregator.anti_alias_pooling),
+        rgb.data_ptr(), sigma.data_ptr(), num_views.data_ptr()), f"{V} views, {R} rays of {S} samples")
+    return rgb, sigma, num_views

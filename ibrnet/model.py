@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ibrnet import aggregator_native
 from ibrnet.aggregator import IBRNetAggregator
 from ibrnet.feature_net import ResUNet
 from ibrnet.projector import project_to_sources
@@ -81,7 +82,7 @@ class IBRNet(nn.Module):
     def __init__(self, coarse_feature_channels: int = 32, fine_feature_channels: int = 32,
                  num_coarse_samples: int = 64, num_fine_samples: int = 64, inverse_depth: bool = True,
                  anti_alias_pooling: bool = True, use_sdpa: bool = True, white_background: bool = False,
-                 max_points_per_pass: int = 8192, render_workers: int = 0, native_cpu_kernel: bool = True):
+                 max_points_per_pass: int = 16384, render_workers: int = 0, native_cpu_kernel: bool = True):
         super().__init__()
         self.num_coarse_samples, self.num_fine_samples = num_coarse_samples, num_fine_samples
         self.inverse_depth, self.white_background = inverse_depth, white_background
@@ -105,11 +106,11 @@ class IBRNet(nn.Module):
         """Project, aggregate and composite the samples `depths` (R, S) of `rays`.
 
         Without autograd (rendering) the rays go through in slices of at most `max_points_per_pass`
-        samples: rays are independent, so the result is the same, and the per-view activations
-        (V views × 64 channels × R·S floats) stay small — 4096 rays × 128 samples at once would need
-        several GiB, and blocks of a few MB are reused by the C allocator where blocks of hundreds of MB
-        are mapped fresh (page faults) each time. On the CPU, `render_workers` slices run at once.
-        With autograd the activations are kept for the backward pass anyway: one pass.
+        samples: rays are independent, so the result is the same, and the PyTorch path's per-view
+        activations (V views × 64 channels × R·S floats, tens of MB per slice) stay bounded — 4096 rays ×
+        128 samples at once would need several GiB. On the CPU, `render_workers` slices run at once (and
+        with the C kernel nothing per view is stored at all). With autograd the activations are kept for
+        the backward pass anyway: one pass.
         """
         num_rays = len(rays)
         step = max(1, self.max_points_per_pass // depths.shape[1])
@@ -128,11 +129,14 @@ class IBRNet(nn.Module):
     def _evaluate_slice(self, net: IBRNetAggregator, rays: Rays, depths: torch.Tensor, sources: Sources,
                         features: torch.Tensor, target_center: torch.Tensor) -> Composited:
         points = rays.origins[:, None, :] + depths[..., None] * rays.directions[:, None, :]  # (R, S, 3)
-        projection = project_to_sources(points, target_center, sources.images, features, sources.K,
-                                        sources.cam_from_world, sources.world_from_cam)
-        rgb, sigma = net(projection.rgb_feat, projection.ray_diff, projection.mask, projection.colours)
-        sample_valid = projection.mask.sum(dim=-1) > 1  # seen by at least 2 source views
-        return composite(rgb, sigma, depths, sample_valid, self.white_background)
+        cameras = (sources.images, features, sources.K, sources.cam_from_world, sources.world_from_cam)
+        if net.uses_native_kernel(points):  # projection and aggregation in one C call
+            rgb, sigma, num_views = aggregator_native.render_points(net, points, target_center, *cameras)
+        else:
+            projection = project_to_sources(points, target_center, *cameras)
+            rgb, sigma = net(projection.rgb_feat, projection.ray_diff, projection.mask, projection.colours)
+            num_views = projection.mask.sum(dim=-1)
+        return composite(rgb, sigma, depths, num_views > 1, self.white_background)  # valid: seen by >= 2 views
 
     def forward(self, rays: Rays, sources: Sources, features: tuple[torch.Tensor, torch.Tensor],
                 target_center: torch.Tensor, deterministic: bool = False,

@@ -8,6 +8,7 @@ import torch
 from ibrnet import aggregator_native
 from ibrnet.aggregator import IBRNetAggregator
 from ibrnet.model import IBRNet
+from ibrnet.projector import project_to_sources
 from multiview.engine import native_library
 from tests.ibrnet.test_model import _toy_setup
 
@@ -102,6 +103,40 @@ def test_the_kernel_runs_only_without_autograd(monkeypatch):
         aggregator(*inputs)
         aggregator.double()(*(t.double() if t.is_floating_point() else t for t in inputs))  # float64: PyTorch
     assert calls == [1]
+
+
+def test_projecting_in_the_kernel_equals_the_projector_and_the_aggregator():
+    """render_points against project_to_sources + the PyTorch aggregator, with samples behind source cameras,
+    outside their images and on image borders (where bilinear sampling drops corners)."""
+    torch.manual_seed(0)
+    V, H, W, R, S = 5, 32, 40, 6, 24
+    sources, rays = _toy_setup(V=V, H=H, W=W, R=R)
+    features = torch.randn(V, 16, 9, 11)  # not 1/4 of the image: the same normalised grid samples both
+    depths = torch.linspace(-1.0, 9.0, S).expand(R, S)  # from behind the cameras to far beyond the scene
+    points = rays.origins[:, None] + depths[..., None] * rays.directions[:, None]
+    # in view 0 (f = 40, centre (19.5, 15.5), at x = -0.3): u = -0.5 and 39.5 (outside, two corners inside the
+    # image), u = 38.7 (inside, next to the border); v = -0.5 (two corners inside) and (u, v) = (39.5, 31.5)
+    # (one corner inside) lie outside every view (they differ in x only): such samples blend all views'
+    # colours uniformly, so the corners sampled there reach the output
+    points[0, :5] = torch.tensor([[-0.8, 0.0, 1.0], [0.2, 0.0, 1.0], [0.18, 0.0, 1.0], [-0.3, -0.4, 1.0],
+                                  [0.2, 0.4, 1.0]])
+    aggregator = _aggregator(16, S, True)
+    center = torch.tensor([0.05, -0.02, 0.0])
+    cameras = (sources.images, features, sources.K, sources.cam_from_world, sources.world_from_cam)
+    with torch.no_grad():
+        rgb, sigma, num_views = aggregator_native.render_points(aggregator, points, center, *cameras)
+        projection = project_to_sources(points, center, *cameras)
+        # the reference in float64: float32 rounding in the projection (pixel positions, unit vectors of
+        # nearly parallel directions) moves both float32 paths by up to about 1e-5 on these noisy images
+        reference = aggregator.double()
+        projection64 = project_to_sources(points.double(), center.double(), *(c.double() for c in cameras))
+        rgb_reference, sigma_reference = reference(projection64.rgb_feat, projection64.ray_diff, projection64.mask,
+                                                   projection64.colours)
+    assert torch.equal(num_views, projection.mask.sum(dim=-1).float())
+    assert torch.equal(projection.mask, projection64.mask)
+    assert 0 < num_views.mean() < V and (num_views == 0).any()  # the test covers seen and unseen samples
+    torch.testing.assert_close(rgb.double(), rgb_reference, atol=3e-5, rtol=1e-4)
+    torch.testing.assert_close(sigma.double(), sigma_reference, atol=3e-5, rtol=1e-4)
 
 
 def test_model_renders_the_same_image_with_and_without_the_kernel():
