@@ -73,6 +73,12 @@ def packed_parameters(aggregator: nn.Module) -> tuple[torch.Tensor, torch.Tensor
             _flat(transformer))
 
 
+def _weights(aggregator: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The weight tensors both kernel entry points read: the packed per-view and transformer parameters and
+    the sample-index encoding (S, 16). The caller holds them while the kernel reads their data pointers."""
+    return (*packed_parameters(aggregator), aggregator.pos_encoding.to(torch.float32).contiguous())
+
+
 def _check(status: int, what: str) -> None:
     if status != 0:
         raise MemoryError(f"{KERNEL_SOURCE.name}: could not allocate its buffers for {what}")
@@ -95,13 +101,13 @@ def aggregate(aggregator: nn.Module, feat_in: torch.Tensor, ray_diff: torch.Tens
     """
     feat_in, ray_diff, mask = _float32_cpu(feat_in, ray_diff, mask)
     V, C, P = feat_in.shape
-    per_view, transformer = packed_parameters(aggregator)
-    position = aggregator.pos_encoding.to(torch.float32).contiguous()
+    weights = _weights(aggregator)
     rgb, sigma, num_views = torch.empty(P, 3), torch.empty(P), torch.empty(P)
     _check(_kernel().ibrnet_aggregate(
         feat_in.data_ptr(), ray_diff.data_ptr(), mask.data_ptr(), V, C, num_rays, num_samples,
-        per_view.data_ptr(), transformer.data_ptr(), position.data_ptr(), int(aggregator.anti_alias_pooling),
-        rgb.data_ptr(), sigma.data_ptr(), num_views.data_ptr()), f"{V} views, {num_rays} rays of {num_samples} samples")
+        *(weight.data_ptr() for weight in weights), int(aggregator.anti_alias_pooling),
+        rgb.data_ptr(), sigma.data_ptr(), num_views.data_ptr()),
+        f"{V} views, {num_rays} rays of {num_samples} samples")
     return rgb, sigma
 
 
@@ -120,12 +126,12 @@ def render_points(aggregator: nn.Module, points: torch.Tensor, target_center: to
     points, target_center, images, K, cam_from_world, source_centers = _float32_cpu(
         points, target_center, images, K, cam_from_world, world_from_cam[:, :3, 3])
     features_last = _float32_cpu(features)[0].permute(0, 2, 3, 1).contiguous()  # (V, h, w, C)
-    per_view, transformer = packed_parameters(aggregator)
-    position = aggregator.pos_encoding.to(torch.float32).contiguous()
+    weights = _weights(aggregator)
     rgb, sigma, num_views = torch.empty(R, S, 3), torch.empty(R, S), torch.empty(R, S)
     _check(_kernel().ibrnet_render_points(
         points.data_ptr(), target_center.data_ptr(), K.data_ptr(), cam_from_world.data_ptr(),
         source_centers.data_ptr(), images.data_ptr(), H, W, features_last.data_ptr(), h, w, V, 3 + channels, R, S,
-        per_view.data_ptr(), transformer.data_ptr(), position.data_ptr(), int(aggregator.anti_alias_pooling),
-        rgb.data_ptr(), sigma.data_ptr(), num_views.data_ptr()), f"{V} views, {R} rays of {S} samples")
+        *(weight.data_ptr() for weight in weights), int(aggregator.anti_alias_pooling),
+        rgb.data_ptr(), sigma.data_ptr(), num_views.data_ptr()),
+        f"{V} views, {R} rays of {S} samples")
     return rgb, sigma, num_views
