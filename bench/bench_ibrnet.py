@@ -8,7 +8,8 @@ Cases (each in a fresh subprocess, so that the peak resident memory is the case'
           feature net on the 10 sources + coarse + fine + masked MSE on both + backward + Adam step.
           Median over `--repeats` steps after one warm-up step. Also timed alone: the feature net's part
           of the step (forward + backward on the 10 sources, `feature_net_step_s`), the rest being the
-          rays' sampling, projection, aggregators, compositing and the optimiser.
+          rays' sampling, projection, aggregators, compositing and the optimiser. The aggregators' per-view
+          layers run as the compiled C kernels, forward and backward, unless `--no-native_cpu_kernel`.
   render  deterministic, no-grad rendering of a whole 120×160 target (19,200 rays) in chunks of 4096
           rays, the feature maps computed once per image (included in the time); reported as rays/s.
           The model's slices run `--render_workers` at a time on threads (0 = one per torch thread, each
@@ -232,7 +233,8 @@ def main(argv=None) -> None:
     parser.add_argument("--render_workers", type=int, default=0,
                         help="rendering slices evaluated at once on threads (0 = one per torch thread)")
     parser.add_argument("--native_cpu_kernel", action=argparse.BooleanOptionalAction, default=True,
-                        help="rendering: the aggregators as the compiled C kernel (as the trainer)")
+                        help="the aggregators' C kernels (as the trainer): the per-view layers' forward and backward "
+                             "passes in the training step, the whole aggregator when rendering")
     parser.add_argument("--repeats", type=int, default=None, help="timed training steps (default 7, quick 2)")
     parser.add_argument("--render_repeats", type=int, default=None, help="timed full renders (default 3)")
     parser.add_argument("--cases", nargs="+", default=["train", "render"], choices=["train", "render"])

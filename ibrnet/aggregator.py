@@ -16,8 +16,9 @@ first layers whose input the original concatenates ([mean, var, feat] for base_f
 for rgb_fc) are split by input blocks instead (the mean/var block once per sample, not per view);
 activations run in place on fresh GEMM outputs; the weighted mean/variance has a hand-written backward
 that keeps no (x − mean)-sized temporaries; vis_fc's last layer is split by output rows instead of
-slicing its result. Rendering without gradients on the CPU runs the whole forward pass in a compiled C
-kernel instead (`ibrnet.aggregator_native`), the per-view layers tile by tile in cache.
+slicing its result. On the CPU in float32, compiled C kernels (`ibrnet.aggregator_native`) replace
+this path, the per-view layers tile by tile in cache: the whole forward pass when rendering without
+gradients, and the per-view part (up to geometry_fc's input) with its backward pass when training.
 """
 
 from __future__ import annotations
@@ -176,8 +177,9 @@ class IBRNetAggregator(Aggregator):
             (64 for the coarse net, 128 for the fine net), as in the original.
         anti_alias_pooling: IBRNet's view weights exp(|s|(cos − 1)) minus their minimum over views.
         use_sdpa: ray attention through F.scaled_dot_product_attention (else the reference path).
-        native_cpu_kernel: without autograd on the CPU in float32, run the forward pass in the compiled C
-            kernel of `ibrnet.aggregator_native` (same math, activations kept in cache).
+        native_cpu_kernel: on the CPU in float32, run the compiled C kernels of `ibrnet.aggregator_native`
+            (same math, activations kept in cache): without autograd the whole forward pass, with autograd
+            the per-view layers' forward and backward passes.
     """
 
     def __init__(self, feature_channels: int = 32, num_samples: int = 64, anti_alias_pooling: bool = True,
@@ -253,6 +255,9 @@ class IBRNetAggregator(Aggregator):
         geometry_fc's input is [weighted mean, weighted variance, mean weight over views] of the per-view
         features after the visibility layers; rgb is the softmax blend of `colours` (V, 3, P).
         """
+        if self.uses_native_training_kernel(feat_in, ray_diff, mask):
+            pooled, rgb = aggregator_native.per_view_layers(self, feat_in, ray_diff, mask, colours)
+            return self.geometry_fc(pooled), rgb
         feat = feat_in + _mlp(self.ray_dir_fc, ray_diff)
         weight = self._view_weights(ray_diff, mask)
         mean, variance = weighted_mean_variance(feat, weight)  # (3 + C, P)
@@ -273,6 +278,13 @@ class IBRNetAggregator(Aggregator):
         """Whether a forward pass on `inputs` runs as the C kernel: CPU, float32, no autograd, enabled, built."""
         return (self.native_cpu_kernel and not torch.is_grad_enabled() and inputs.device.type == "cpu"
                 and inputs.dtype == torch.float32 and aggregator_native.available())
+
+    def uses_native_training_kernel(self, feat_in: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor) -> bool:
+        """Whether the per-view part runs as the C kernels with autograd (`aggregator_native.per_view_layers`):
+        CPU, float32, autograd on, enabled, built, and no gradient wanted for the ray differences or masks."""
+        return (self.native_cpu_kernel and torch.is_grad_enabled() and feat_in.device.type == "cpu"
+                and feat_in.dtype == torch.float32 and not (ray_diff.requires_grad or mask.requires_grad)
+                and aggregator_native.available())
 
     def forward(self, rgb_feat: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
                 colours: torch.Tensor | None = None):

@@ -120,13 +120,14 @@ static void weighted_mean_variance(const float *x, const float *w, int V, int C,
     }
 }
 
-/* w_v /= Σ_u w_u + 1e-8 over the views; w (V, TILE). */
-static void normalise_over_views(float *w, int V) {
+/* w_v /= Σ_u w_u + 1e-8 over the views; w (V, TILE); the sums Σ_u w_u into total (TILE) unless NULL. */
+static void normalise_over_views(float *w, int V, float *total_out) {
     float total[TILE] = {0};
     for (int v = 0; v < V; ++v)
         for (int t = 0; t < TILE; ++t) total[t] += w[v * TILE + t];
     for (int v = 0; v < V; ++v)
         for (int t = 0; t < TILE; ++t) w[v * TILE + t] /= total[t] + 1e-8f;
+    if (total_out) memcpy(total_out, total, sizeof total);
 }
 
 /* Copies rows (rows, TILE) of a (rows, P) array from column `start`, n valid columns, zero padding. */
@@ -141,7 +142,7 @@ static void gather_rows(float *tile, const float *source, int rows, int64_t P, i
    (feat_in (V, C, P), ray_diff (V, 4, P), mask (V, P)), or world points (P, 3) projected here into the
    source views, with the projector's math (see project_tile). */
 struct sample_views {
-    const float *feat_in, *ray_diff, *mask;
+    const float *feat_in, *ray_diff, *mask, *colours;  /* colours (V, 3, P): or NULL, then feat_in's first 3 */
     const float *points, *target_center, *K, *cam_from_world, *source_centers, *images, *features;
     int64_t H, W, h, w;
 };
@@ -240,7 +241,7 @@ static void project_tile(const struct sample_views *in, int v, int C, const floa
 /* The tile's per-view inputs. Padding columns (t >= n) are never stored and no view sees them: zeros
    from arrays; the last point repeated when projecting (finite values, mask 0). */
 static void fill_tile(const struct sample_views *in, int V, int C, int64_t P, int64_t start, int n, float *feat,
-                      float *rd, float *m) {
+                      float *rd, float *m, float *colour) {
     float points_tile[3 * TILE];
     if (!in->feat_in)
         for (int t = 0; t < TILE; ++t)
@@ -253,130 +254,513 @@ static void fill_tile(const struct sample_views *in, int V, int C, int64_t P, in
         } else {
             project_tile(in, v, C, points_tile, n, feat + v * C * TILE, rd + v * 4 * TILE, m + v * TILE);
         }
+        if (in->colours) gather_rows(colour + v * 3 * TILE, in->colours + v * 3 * P, 3, P, start, n);
+        else memcpy(colour + v * 3 * TILE, feat + v * C * TILE, 3 * TILE * sizeof(float));
     }
+}
+
+/* The layers of the packed parameters (aggregator_native.packed_parameters), in their order. */
+enum layer { DIR1, DIR2, BASE1, BASE2, VIS1, VIS2, VISB1, VISB2, RGB1, RGB2, RGB3, GEO1, GEO2, LAYERS };
+
+/* Pointers into a packed parameter buffer (or into a gradient buffer of the same layout). */
+struct weights {
+    float *w[LAYERS], *b[LAYERS];  /* weight (out, in) row-major, bias (out) */
+    int out[LAYERS], in[LAYERS];
+    float *s;                      /* the pooling sharpness s (its absolute value is used) */
+};
+
+/* Lays the layers of an aggregator with C = 3 + feature channels over `params`; returns the float count. */
+static int64_t unpack(float *params, int C, struct weights *p) {
+    const int out[LAYERS] = {16, C, 64, 32, 32, 33, 32, 1, 16, 8, 1, 64, 16};
+    const int in[LAYERS] = {4, 16, 3 * C, 64, 32, 32, 32, 32, 37, 16, 8, 65, 64};
+    int64_t offset = 0;
+    for (int l = 0; l < LAYERS; ++l) {
+        p->out[l] = out[l], p->in[l] = in[l];
+        p->w[l] = params + offset;
+        offset += (int64_t)out[l] * in[l];
+        p->b[l] = params + offset;
+        offset += out[l];
+    }
+    p->s = params + offset;
+    return offset + 1;
+}
+
+/* The per-view activations of one tile of samples. Arrays marked "per view" hold (V, rows, TILE); the
+   others either too (keep = 1: the backward pass needs them) or one view's rows that every view reuses
+   (keep = 0: forward only, less to keep in cache). */
+struct tile {
+    int V, C, keep;
+    float *feat, *rd, *colour, *m;  /* per view: feat_in + ray_dir_fc(rd) (C), rd (4), colour (3), mask (1) */
+    float *w, *x, *vis, *beta;      /* per view: pooling weights, x after the residual (32), vis, vis normalised */
+    float *logit;                   /* per view: blend logits (-1e9 where the view does not see the sample) */
+    float *mean, *var, *pool_total; /* (C), (C), (1): the first pooling and Σ_v of its unnormalised weights */
+    float *per_sample, *pooled;     /* (64): base_fc's first layer on [mean, var]; (65): [mean, var, mean β] */
+    float *rgb;                     /* (3): the blended colour */
+    /* kept per view for the backward pass: ray_dir_fc's hidden (16) and output (C), base_fc's hidden (64)
+       and output (32), vis_fc's hidden (32), residual (32) and visibility logit after its ELU (1), the
+       visibility q = sigmoid(logit)·m (1), vis_fc2's hidden (32), rgb_fc's hiddens (16, 8) */
+    float *dir_hidden, *dir_out, *hidden, *base_out, *vis_hidden, *residual, *vis_logit, *q, *vis2_hidden;
+    float *rgb_hidden1, *rgb_hidden2;
+    float *scratch;                 /* (C + 80, TILE) */
+    float *buffer;
+};
+
+static float *at(const struct tile *s, float *array, int rows, int v) {
+    return array + (size_t)(s->keep ? v : 0) * rows * TILE;
+}
+
+static int tile_alloc(struct tile *s, int V, int C, int keep) {
+    const int per_view = C + 4 + 3 + 1 + 1 + 32 + 1 + 1 + 1;
+    const int kept = 16 + C + 64 + 32 + 32 + 32 + 1 + 1 + 32 + 16 + 8;
+    const int per_sample = C + C + 1 + 64 + 65 + 3 + C + 80;
+    s->V = V, s->C = C, s->keep = keep;
+    s->buffer = malloc(sizeof(float) * TILE * ((size_t)V * per_view + (size_t)(keep ? V : 1) * kept + per_sample));
+    if (!s->buffer) return -1;
+    float *next = s->buffer;
+#define TAKE(field, rows) (s->field = next, next += (size_t)(rows) * TILE)
+    TAKE(feat, V * C), TAKE(rd, V * 4), TAKE(colour, V * 3), TAKE(m, V), TAKE(w, V), TAKE(x, V * 32);
+    TAKE(vis, V), TAKE(beta, V), TAKE(logit, V);
+    TAKE(mean, C), TAKE(var, C), TAKE(pool_total, 1), TAKE(per_sample, 64), TAKE(pooled, 65), TAKE(rgb, 3);
+    TAKE(scratch, C + 80);
+    const int copies = keep ? V : 1;
+    TAKE(dir_hidden, copies * 16), TAKE(dir_out, copies * C), TAKE(hidden, copies * 64);
+    TAKE(base_out, copies * 32), TAKE(vis_hidden, copies * 32), TAKE(residual, copies * 32);
+    TAKE(vis_logit, copies), TAKE(q, copies), TAKE(vis2_hidden, copies * 32);
+    TAKE(rgb_hidden1, copies * 16), TAKE(rgb_hidden2, copies * 8);
+#undef TAKE
+    return 0;
+}
+
+/* x (rows, TILE) · per-sample scale (TILE) into out. */
+static void scale_columns(const float *x, const float *scale, int rows, float *out) {
+    for (int c = 0; c < rows; ++c)
+        for (int t = 0; t < TILE; ++t) out[c * TILE + t] = x[c * TILE + t] * scale[t];
+}
+
+/* The anti-alias pooling weights before their normalisation, e_v = exp(|s|(cos_v − 1)), and per sample the
+   view with the least of them (the first such view, as torch.min). */
+static void alignment(const struct tile *s, float abs_s, float *e, int *least) {
+    for (int t = 0; t < TILE; ++t) least[t] = 0;
+    for (int v = 0; v < s->V; ++v)
+        for (int t = 0; t < TILE; ++t) {
+            e[v * TILE + t] = fast_exp(abs_s * (s->rd[(v * 4 + 3) * TILE + t] - 1.0f));
+            if (e[v * TILE + t] < e[least[t] * TILE + t]) least[t] = v;
+        }
+}
+
+/* The per-view layers, both poolings and the colour blend of one tile (fill_tile has set feat, rd, m and
+   colour): IBRNetAggregator._per_view up to geometry_fc's input, `pooled`, and the blended `rgb`. */
+static void tile_forward(const struct weights *p, struct tile *s, int anti_alias_pooling) {
+    const int V = s->V, C = s->C;
+    float *scratch = s->scratch;
+    /* feat += ray_dir_fc(ray_diff) */
+    for (int v = 0; v < V; ++v) {
+        float *f = s->feat + v * C * TILE, *a1 = at(s, s->dir_hidden, 16, v), *a2 = at(s, s->dir_out, C, v);
+        dense(p->w[DIR1], 4, p->b[DIR1], NULL, 16, 4, s->rd + v * 4 * TILE, a1, ELU);
+        dense(p->w[DIR2], 16, p->b[DIR2], NULL, C, 16, a1, a2, ELU);
+        for (int i = 0; i < C * TILE; ++i) f[i] += a2[i];
+    }
+    /* pooling weights: anti-alias exp(|s|(cos − 1)) minus their minimum over views, masked, normalised */
+    if (anti_alias_pooling) {
+        int least[TILE];
+        float lowest[TILE];
+        alignment(s, __builtin_fabsf(*p->s), s->w, least);
+        for (int t = 0; t < TILE; ++t) lowest[t] = s->w[least[t] * TILE + t];
+        for (int v = 0; v < V; ++v)
+            for (int t = 0; t < TILE; ++t) s->w[v * TILE + t] = (s->w[v * TILE + t] - lowest[t]) * s->m[v * TILE + t];
+    } else {
+        memcpy(s->w, s->m, V * TILE * sizeof(float));
+    }
+    normalise_over_views(s->w, V, s->pool_total);
+    /* base_fc([mean, var, feat]): the mean/var block of its first layer once per sample */
+    weighted_mean_variance(s->feat, s->w, V, C, s->mean, s->var);
+    const float *base1 = p->w[BASE1];
+    dense(base1, 3 * C, p->b[BASE1], NULL, 64, C, s->mean, s->per_sample, NONE);
+    dense(base1 + C, 3 * C, NULL, s->per_sample, 64, C, s->var, s->per_sample, NONE);
+    for (int v = 0; v < V; ++v) {
+        float *xv = s->x + v * 32 * TILE, *m_v = s->m + v * TILE, *vis_v = s->vis + v * TILE;
+        float *h = at(s, s->hidden, 64, v), *xb = at(s, s->base_out, 32, v), *g = at(s, s->vis_hidden, 32, v);
+        float *r = at(s, s->residual, 32, v), *l = at(s, s->vis_logit, 1, v), *q = at(s, s->q, 1, v);
+        float *n = at(s, s->vis2_hidden, 32, v);
+        dense(base1 + 2 * C, 3 * C, NULL, s->per_sample, 64, C, s->feat + v * C * TILE, h, ELU);
+        dense(p->w[BASE2], 64, p->b[BASE2], NULL, 32, 64, h, xb, ELU);
+        /* vis_fc(x·w): rows 0..31 of its last layer give the residual, row 32 the visibility */
+        scale_columns(xb, s->w + v * TILE, 32, scratch);
+        dense(p->w[VIS1], 32, p->b[VIS1], NULL, 32, 32, scratch, g, ELU);
+        dense(p->w[VIS2], 32, p->b[VIS2], NULL, 32, 32, g, r, ELU);
+        dense(p->w[VIS2] + 32 * 32, 32, p->b[VIS2] + 32, NULL, 1, 32, g, l, ELU);
+        for (int t = 0; t < TILE; ++t) q[t] = m_v[t] / (1.0f + fast_exp(-l[t]));
+        for (int i = 0; i < 32 * TILE; ++i) xv[i] = xb[i] + r[i]; /* x = x + residual */
+        /* vis = vis_fc2(x·q) · mask */
+        scale_columns(xv, q, 32, scratch);
+        dense(p->w[VISB1], 32, p->b[VISB1], NULL, 32, 32, scratch, n, ELU);
+        dense(p->w[VISB2], 32, p->b[VISB2], NULL, 1, 32, n, vis_v, SIGMOID);
+        for (int t = 0; t < TILE; ++t) vis_v[t] *= m_v[t];
+        /* blend logit rgb_fc([x, vis, ray_diff]); -1e9 where the view does not see the sample */
+        memcpy(scratch, xv, 32 * TILE * sizeof(float));
+        memcpy(scratch + 32 * TILE, vis_v, TILE * sizeof(float));
+        memcpy(scratch + 33 * TILE, s->rd + v * 4 * TILE, 4 * TILE * sizeof(float));
+        float *j1 = at(s, s->rgb_hidden1, 16, v), *j2 = at(s, s->rgb_hidden2, 8, v), *logit_v = s->logit + v * TILE;
+        dense(p->w[RGB1], 37, p->b[RGB1], NULL, 16, 37, scratch, j1, ELU);
+        dense(p->w[RGB2], 16, p->b[RGB2], NULL, 8, 16, j1, j2, ELU);
+        dense(p->w[RGB3], 8, p->b[RGB3], NULL, 1, 8, j2, logit_v, NONE);
+        for (int t = 0; t < TILE; ++t) logit_v[t] = m_v[t] == 0.0f ? -1e9f : logit_v[t];
+    }
+    /* geometry_fc's input [mean, var, mean weight] with the normalised visibilities β as weights */
+    memcpy(s->beta, s->vis, V * TILE * sizeof(float));
+    normalise_over_views(s->beta, V, NULL);
+    weighted_mean_variance(s->x, s->beta, V, 32, s->pooled, s->pooled + 32 * TILE);
+    float *mean_weight = s->pooled + 64 * TILE;
+    for (int t = 0; t < TILE; ++t) mean_weight[t] = 0.0f;
+    for (int v = 0; v < V; ++v)
+        for (int t = 0; t < TILE; ++t) mean_weight[t] += s->beta[v * TILE + t];
+    for (int t = 0; t < TILE; ++t) mean_weight[t] /= V;
+    /* softmax over views of the logits; blend of the source colours */
+    float top[TILE], total[TILE] = {0}, blend[3][TILE] = {{0}};
+    for (int t = 0; t < TILE; ++t) top[t] = -3.4e38f;
+    for (int v = 0; v < V; ++v)
+        for (int t = 0; t < TILE; ++t) top[t] = s->logit[v * TILE + t] > top[t] ? s->logit[v * TILE + t] : top[t];
+    for (int v = 0; v < V; ++v)
+        for (int t = 0; t < TILE; ++t) {
+            float e = fast_exp(s->logit[v * TILE + t] - top[t]);
+            total[t] += e;
+            for (int c = 0; c < 3; ++c) blend[c][t] += e * s->colour[(v * 3 + c) * TILE + t];
+        }
+    for (int c = 0; c < 3; ++c)
+        for (int t = 0; t < TILE; ++t) s->rgb[c * TILE + t] = blend[c][t] / total[t];
 }
 
 /* Per-view layers, pooling and geometry_fc for all P samples -> geometry (P, 16), rgb (P, 3) and the
    number of views that see each sample (P). */
-static int per_view_part(const struct sample_views *in, int V, int C, int64_t P, const float *params,
+static int per_view_part(const struct sample_views *in, int V, int C, int64_t P, float *params,
                          int anti_alias_pooling, float *geometry, float *rgb, float *num_views) {
-    /* the packed parameters, in the order of aggregator_native.packed_parameters */
-    const float *dir1_w = params, *dir1_b = dir1_w + 16 * 4;
-    const float *dir2_w = dir1_b + 16, *dir2_b = dir2_w + C * 16;
-    const float *base1_w = dir2_b + C, *base1_b = base1_w + 64 * 3 * C;
-    const float *base2_w = base1_b + 64, *base2_b = base2_w + 32 * 64;
-    const float *vis1_w = base2_b + 32, *vis1_b = vis1_w + 32 * 32;
-    const float *vis2_w = vis1_b + 32, *vis2_b = vis2_w + 33 * 32;
-    const float *visb1_w = vis2_b + 33, *visb1_b = visb1_w + 32 * 32;
-    const float *visb2_w = visb1_b + 32, *visb2_b = visb2_w + 32;
-    const float *rgb1_w = visb2_b + 1, *rgb1_b = rgb1_w + 16 * 37;
-    const float *rgb2_w = rgb1_b + 16, *rgb2_b = rgb2_w + 8 * 16;
-    const float *rgb3_w = rgb2_b + 8, *rgb3_b = rgb3_w + 8;
-    const float *geo1_w = rgb3_b + 1, *geo1_b = geo1_w + 64 * 65;
-    const float *geo2_w = geo1_b + 64, *geo2_b = geo2_w + 16 * 64;
-    const float s = geo2_b[16] < 0.0f ? -geo2_b[16] : geo2_b[16]; /* |s| of the pooling weights */
-
-    /* per tile: feat (V, C), x (V, 32), rd (V, 4), colour (V, 3), m / w / vis / logit (V); scratch rows */
-    const int scratch_rows = 2 * C + 64 + 64 + 65 + 32 + 16 + 8;
-    float *buffer = malloc(sizeof(float) * TILE * (V * (C + 32 + 4 + 3 + 4) + scratch_rows));
-    if (!buffer) return -1;
-    float *feat = buffer, *x = feat + V * C * TILE, *rd = x + V * 32 * TILE, *colour = rd + V * 4 * TILE;
-    float *m = colour + V * 3 * TILE, *w = m + V * TILE, *vis = w + V * TILE, *logit = vis + V * TILE;
-    float *mean = logit + V * TILE, *var = mean + C * TILE, *per_sample = var + C * TILE;
-    float *h64 = per_sample + 64 * TILE, *cat = h64 + 64 * TILE, *h32 = cat + 65 * TILE;
-    float *h16 = h32 + 32 * TILE, *h8 = h16 + 16 * TILE;
-
+    struct weights p;
+    unpack(params, C, &p);
+    struct tile s;
+    if (tile_alloc(&s, V, C, 0)) return -1;
+    float *h64 = s.scratch, *h16 = s.scratch + 64 * TILE;  /* scratch rows: C + 80 */
     for (int64_t start = 0; start < P; start += TILE) {
         const int n = P - start < TILE ? (int)(P - start) : TILE;
-        fill_tile(in, V, C, P, start, n, feat, rd, m);
-        for (int v = 0; v < V; ++v) memcpy(colour + v * 3 * TILE, feat + v * C * TILE, 3 * TILE * sizeof(float));
+        fill_tile(in, V, C, P, start, n, s.feat, s.rd, s.m, s.colour);
         for (int t = 0; t < n; ++t) num_views[start + t] = 0.0f;
         for (int v = 0; v < V; ++v)
-            for (int t = 0; t < n; ++t) num_views[start + t] += m[v * TILE + t];
-        /* feat += ray_dir_fc(ray_diff) */
-        for (int v = 0; v < V; ++v) {
-            float *f = feat + v * C * TILE;
-            dense(dir1_w, 4, dir1_b, NULL, 16, 4, rd + v * 4 * TILE, h16, ELU);
-            dense(dir2_w, 16, dir2_b, NULL, C, 16, h16, mean, ELU); /* mean: scratch (C, TILE) here */
-            for (int i = 0; i < C * TILE; ++i) f[i] += mean[i];
-        }
-        /* pooling weights: anti-alias exp(|s|(cos − 1)) minus their minimum over views, masked, normalised */
-        if (anti_alias_pooling) {
-            float least[TILE];
-            for (int t = 0; t < TILE; ++t) least[t] = 3.4e38f;
-            for (int v = 0; v < V; ++v)
-                for (int t = 0; t < TILE; ++t) {
-                    float a = fast_exp(s * (rd[(v * 4 + 3) * TILE + t] - 1.0f));
-                    w[v * TILE + t] = a;
-                    least[t] = a < least[t] ? a : least[t];
-                }
-            for (int v = 0; v < V; ++v)
-                for (int t = 0; t < TILE; ++t) w[v * TILE + t] = (w[v * TILE + t] - least[t]) * m[v * TILE + t];
-        } else {
-            memcpy(w, m, V * TILE * sizeof(float));
-        }
-        normalise_over_views(w, V);
-        /* base_fc([mean, var, feat]): the mean/var block of its first layer once per sample */
-        weighted_mean_variance(feat, w, V, C, mean, var);
-        dense(base1_w, 3 * C, base1_b, NULL, 64, C, mean, per_sample, NONE);
-        dense(base1_w + C, 3 * C, NULL, per_sample, 64, C, var, per_sample, NONE);
-        for (int v = 0; v < V; ++v) {
-            float *xv = x + v * 32 * TILE, *vis_v = vis + v * TILE, *m_v = m + v * TILE;
-            dense(base1_w + 2 * C, 3 * C, NULL, per_sample, 64, C, feat + v * C * TILE, h64, ELU);
-            dense(base2_w, 64, base2_b, NULL, 32, 64, h64, xv, ELU);
-            /* vis_fc(x·w): rows 0..31 of its last layer give the residual, row 32 the visibility */
-            for (int c = 0; c < 32; ++c)
-                for (int t = 0; t < TILE; ++t) cat[c * TILE + t] = xv[c * TILE + t] * w[v * TILE + t];
-            dense(vis1_w, 32, vis1_b, NULL, 32, 32, cat, h32, ELU);
-            dense(vis2_w, 32, vis2_b, NULL, 32, 32, h32, cat, ELU);
-            dense(vis2_w + 32 * 32, 32, vis2_b + 32, NULL, 1, 32, h32, vis_v, ELU);
-            sigmoid_in_place(vis_v, TILE);
-            for (int t = 0; t < TILE; ++t) vis_v[t] *= m_v[t];
-            for (int i = 0; i < 32 * TILE; ++i) xv[i] += cat[i]; /* x = x + residual */
-            /* vis = vis_fc2(x·vis) · mask */
-            for (int c = 0; c < 32; ++c)
-                for (int t = 0; t < TILE; ++t) cat[c * TILE + t] = xv[c * TILE + t] * vis_v[t];
-            dense(visb1_w, 32, visb1_b, NULL, 32, 32, cat, h32, ELU);
-            dense(visb2_w, 32, visb2_b, NULL, 1, 32, h32, vis_v, SIGMOID);
-            for (int t = 0; t < TILE; ++t) vis_v[t] *= m_v[t];
-            /* blend logit rgb_fc([x, vis, ray_diff]); -1e9 where the view does not see the sample */
-            memcpy(cat, xv, 32 * TILE * sizeof(float));
-            memcpy(cat + 32 * TILE, vis_v, TILE * sizeof(float));
-            memcpy(cat + 33 * TILE, rd + v * 4 * TILE, 4 * TILE * sizeof(float));
-            dense(rgb1_w, 37, rgb1_b, NULL, 16, 37, cat, h16, ELU);
-            dense(rgb2_w, 16, rgb2_b, NULL, 8, 16, h16, h8, ELU);
-            float *logit_v = logit + v * TILE;
-            dense(rgb3_w, 8, rgb3_b, NULL, 1, 8, h8, logit_v, NONE);
-            for (int t = 0; t < TILE; ++t) logit_v[t] = m_v[t] == 0.0f ? -1e9f : logit_v[t];
-        }
-        /* geometry_fc([mean, var, mean weight]) with the normalised visibilities as weights */
-        normalise_over_views(vis, V);
-        weighted_mean_variance(x, vis, V, 32, cat, cat + 32 * TILE);
-        float *mean_weight = cat + 64 * TILE;
-        for (int t = 0; t < TILE; ++t) mean_weight[t] = 0.0f;
-        for (int v = 0; v < V; ++v)
-            for (int t = 0; t < TILE; ++t) mean_weight[t] += vis[v * TILE + t];
-        for (int t = 0; t < TILE; ++t) mean_weight[t] /= V;
-        dense(geo1_w, 65, geo1_b, NULL, 64, 65, cat, h64, ELU);
-        dense(geo2_w, 64, geo2_b, NULL, 16, 64, h64, h16, ELU);
+            for (int t = 0; t < n; ++t) num_views[start + t] += s.m[v * TILE + t];
+        tile_forward(&p, &s, anti_alias_pooling);
+        dense(p.w[GEO1], 65, p.b[GEO1], NULL, 64, 65, s.pooled, h64, ELU);
+        dense(p.w[GEO2], 64, p.b[GEO2], NULL, 16, 64, h64, h16, ELU);
         for (int t = 0; t < n; ++t)
             for (int c = 0; c < 16; ++c) geometry[(start + t) * 16 + c] = h16[c * TILE + t];
-        /* softmax over views of the logits; blend of the source colours */
-        float top[TILE], total[TILE] = {0}, blend[3][TILE] = {{0}};
-        for (int t = 0; t < TILE; ++t) top[t] = -3.4e38f;
+        for (int t = 0; t < n; ++t)
+            for (int c = 0; c < 3; ++c) rgb[(start + t) * 3 + c] = s.rgb[c * TILE + t];
+    }
+    free(s.buffer);
+    return 0;
+}
+
+/* ---- Backward pass (training): the gradients of `pooled` and `rgb` back to feat_in, the colours and the
+   per-view layers' parameters, tile by tile, the tile's forward activations recomputed first. ---- */
+
+/* grad *= ELU'(pre-activation), from the ELU's output y (alpha 1): 1 where y > 0, else y + 1 = exp(pre). */
+static void elu_backward(float *grad, const float *y, int n) {
+    for (int i = 0; i < n; ++i) grad[i] *= y[i] > 0.0f ? 1.0f : y[i] + 1.0f;
+}
+
+/* One call's weight-gradient accumulators: layer l's (out, ld[l]) with ld = round8(in) + 8 columns (see
+   accumulate_gradient), its bias gradient, and ∂/∂|s|. */
+struct gradients {
+    float *w[LAYERS], *b[LAYERS], abs_s, *buffer;
+    int ld[LAYERS];
+};
+
+static int gradients_alloc(struct gradients *g, const struct weights *p) {
+    size_t total = 0;
+    for (int l = 0; l < LAYERS; ++l) {
+        g->ld[l] = (p->in[l] + 7) / 8 * 8 + 8;
+        total += (size_t)p->out[l] * (g->ld[l] + 1);
+    }
+    g->buffer = calloc(total, sizeof(float));
+    if (!g->buffer) return -1;
+    float *next = g->buffer;
+    for (int l = 0; l < LAYERS; ++l) {
+        g->w[l] = next, next += (size_t)p->out[l] * g->ld[l];
+        g->b[l] = next, next += p->out[l];
+    }
+    g->abs_s = 0.0f;
+    return 0;
+}
+
+/* Adds the accumulated gradients into `out`, laid out as the packed parameters p (∂/∂s = sign(s) ∂/∂|s|). */
+static void gradients_add_to(const struct gradients *g, const struct weights *p, struct weights *out) {
+    for (int l = 0; l < LAYERS; ++l)
+        for (int o = 0; o < p->out[l]; ++o) {
+            for (int k = 0; k < p->in[l]; ++k) out->w[l][o * p->in[l] + k] += g->w[l][o * g->ld[l] + k];
+            out->b[l][o] += g->b[l][o];
+        }
+    const float s = *p->s;
+    *out->s += s > 0.0f ? g->abs_s : (s < 0.0f ? -g->abs_s : 0.0f);
+}
+
+/* gw (O, ld) += G (O, TILE) · X (K, TILE)ᵀ and, if gb, gb (O) += Σ_t G. X is transposed into xt (TILE, ld)
+   first, zero after column K, so that each product adds whole vectors of 8 columns to gw: the zero columns
+   land in gw's padding or, for a column block of a wider layer, add zeros to the next block. */
+static void accumulate_gradient(float *gw, int ld, float *gb, const float *G, int O, const float *X, int K,
+                                float *xt) {
+    const int vectors = (K + 7) / 8;
+    for (int t = 0; t < TILE; ++t) {
+        for (int k = 0; k < K; ++k) xt[t * ld + k] = X[k * TILE + t];
+        for (int k = K; k < 8 * vectors; ++k) xt[t * ld + k] = 0.0f;
+    }
+    for (int o = 0; o < O; o += 4) {  /* four rows at a time: independent accumulators */
+        const int rows = O - o < 4 ? O - o : 4;
+        const float *g[4];
+        for (int i = 0; i < 4; ++i) g[i] = G + (size_t)(o + (i < rows ? i : 0)) * TILE;
+        for (int j = 0; j < vectors; ++j) {
+            vec8 a[4];
+            for (int i = 0; i < 4; ++i) a[i] = load8(gw + (size_t)(o + (i < rows ? i : 0)) * ld + 8 * j);
+            for (int t = 0; t < TILE; ++t) {
+                const vec8 column = load8(xt + t * ld + 8 * j);
+                for (int i = 0; i < 4; ++i) a[i] += broadcast8(g[i][t]) * column;
+            }
+            for (int i = 0; i < rows; ++i) store8(gw + (size_t)(o + i) * ld + 8 * j, a[i]);
+        }
+        if (gb)
+            for (int i = 0; i < rows; ++i) {
+                float sum = 0.0f;
+                for (int t = 0; t < TILE; ++t) sum += g[i][t];
+                gb[o + i] += sum;
+            }
+    }
+}
+
+/* The same, for layer l of the accumulators, from column `column` of its weight on. */
+static void accumulate_layer(struct gradients *g, int l, int column, int with_bias, const float *G, int O,
+                             const float *X, int K, float *xt) {
+    accumulate_gradient(g->w[l] + column, g->ld[l], with_bias ? g->b[l] : NULL, G, O, X, K, xt);
+}
+
+/* out (K, TILE) = W[:, :K]ᵀ G for W (O, ·) of row stride ldw and G (O, TILE): dense on the transposed weight
+   wt (K, O) of row stride ldt (transposed once per call). */
+static void dense_transposed(const float *wt, int ldt, int O, int K, const float *G, float *out) {
+    dense(wt, ldt, NULL, NULL, K, O, G, out, NONE);
+}
+
+/* Backward of mean = Σ_v w_v x_v, var = Σ_v w_v (x_v − mean)² over the views (x (V, C, TILE), w (V, TILE)):
+   adds to grad_x (V, C, TILE) and grad_w (V, TILE). With gm' = ∂mean − 2 Σ_u w_u (x_u − mean) ∂var:
+   ∂x_v = 2 w_v (x_v − mean) ∂var + w_v gm', ∂w_v = Σ_c (x_v − mean)² ∂var + x_v gm'. */
+static void weighted_mean_variance_backward(const float *x, const float *w, int V, int C, const float *mean,
+                                            const float *grad_mean, const float *grad_var, float *grad_x,
+                                            float *grad_w) {
+    for (int c = 0; c < C; ++c) {
+        const float *mc = mean + c * TILE, *gv = grad_var + c * TILE;
+        float spread[TILE] = {0}, gm[TILE];
         for (int v = 0; v < V; ++v)
-            for (int t = 0; t < TILE; ++t) top[t] = logit[v * TILE + t] > top[t] ? logit[v * TILE + t] : top[t];
+            for (int t = 0; t < TILE; ++t) spread[t] += w[v * TILE + t] * (x[(v * C + c) * TILE + t] - mc[t]);
+        for (int t = 0; t < TILE; ++t) gm[t] = grad_mean[c * TILE + t] - 2.0f * spread[t] * gv[t];
         for (int v = 0; v < V; ++v)
             for (int t = 0; t < TILE; ++t) {
-                float e = fast_exp(logit[v * TILE + t] - top[t]);
-                total[t] += e;
-                for (int c = 0; c < 3; ++c) blend[c][t] += e * colour[(v * 3 + c) * TILE + t];
+                const float xv = x[(v * C + c) * TILE + t], d = xv - mc[t], wv = w[v * TILE + t];
+                grad_x[(v * C + c) * TILE + t] += 2.0f * wv * d * gv[t] + wv * gm[t];
+                grad_w[v * TILE + t] += d * d * gv[t] + xv * gm[t];
             }
-        for (int t = 0; t < n; ++t)
-            for (int c = 0; c < 3; ++c) rgb[(start + t) * 3 + c] = blend[c][t] / total[t];
     }
-    free(buffer);
+}
+
+/* Backward of n_v = r_v / (Σ_u r_u + 1e-8): adds (∂n_v − Σ_u ∂n_u n_u) / (Σ_u r_u + 1e-8) to grad_raw. */
+static void normalise_backward(const float *total, const float *normalised, const float *grad_normalised, int V,
+                               float *grad_raw) {
+    float dot[TILE] = {0};
+    for (int v = 0; v < V; ++v)
+        for (int t = 0; t < TILE; ++t) dot[t] += grad_normalised[v * TILE + t] * normalised[v * TILE + t];
+    for (int v = 0; v < V; ++v)
+        for (int t = 0; t < TILE; ++t)
+            grad_raw[v * TILE + t] += (grad_normalised[v * TILE + t] - dot[t]) / (total[t] + 1e-8f);
+}
+
+/* The gradients of one tile: "per view" arrays (V, rows, TILE). */
+struct tile_gradients {
+    float *feat, *x, *vis, *w, *logit, *beta;  /* per view: C, 32, 1, 1, 1, 1 rows */
+    float *per_sample, *mean, *var, *total;    /* 64, C, C, 1 rows */
+    float *g64, *g33, *g32, *g16, *g8, *e;     /* work: one view's layer gradients; e (V) */
+    float *xt;                                 /* (TILE, the widest ld): accumulate_gradient's transpose */
+    float *buffer;
+};
+
+static int tile_gradients_alloc(struct tile_gradients *d, int V, int C) {
+    const int ld = ((3 * C > 64 ? 3 * C : 64) + 7) / 8 * 8 + 8;  /* the widest layer's accumulator */
+    d->buffer = malloc(sizeof(float) * TILE * ((size_t)V * (C + 32 + 5) + 64 + 2 * C + 1 + 64 + 33 + 32 + 16 + 8 + ld));
+    if (!d->buffer) return -1;
+    float *next = d->buffer;
+#define TAKE(field, rows) (d->field = next, next += (size_t)(rows) * TILE)
+    TAKE(feat, V * C), TAKE(x, V * 32), TAKE(vis, V), TAKE(w, V), TAKE(logit, V), TAKE(beta, V), TAKE(e, V);
+    TAKE(per_sample, 64), TAKE(mean, C), TAKE(var, C), TAKE(total, 1);
+    TAKE(g64, 64), TAKE(g33, 33), TAKE(g32, 32), TAKE(g16, 16), TAKE(g8, 8), TAKE(xt, ld);
+#undef TAKE
     return 0;
+}
+
+/* Backward of tile_forward (whose activations `s` holds, kept per view): grad_pooled (65, TILE) and
+   grad_rgb (3, TILE) in; feat_in's gradient out in d->feat, the colours' in grad_colour (V, 3, TILE) if not
+   NULL, the parameters' added to g. pt: the transposed weights (same layout, each (out, in) block stored
+   (in, out)). */
+static void tile_backward(const struct weights *p, const struct weights *pt, struct gradients *g, const struct tile *s,
+                          struct tile_gradients *d, const float *grad_pooled, const float *grad_rgb,
+                          int anti_alias_pooling, float *grad_colour) {
+    const int V = s->V, C = s->C;
+    float *scratch = s->scratch, *xt = d->xt;
+    memset(d->feat, 0, sizeof(float) * TILE * V * C);
+    memset(d->x, 0, sizeof(float) * TILE * V * 32);
+    memset(d->vis, 0, sizeof(float) * TILE * V);
+    memset(d->w, 0, sizeof(float) * TILE * V);
+    memset(d->per_sample, 0, sizeof(float) * TILE * 64);
+    /* the colour blend: rgb = Σ_v π_v colour_v, π = softmax over views of the logits */
+    {
+        float top[TILE], total[TILE] = {0}, dot[TILE] = {0};
+        float *pi = d->beta;  /* free until the pooling below */
+        for (int t = 0; t < TILE; ++t) top[t] = -3.4e38f;
+        for (int v = 0; v < V; ++v)
+            for (int t = 0; t < TILE; ++t) top[t] = s->logit[v * TILE + t] > top[t] ? s->logit[v * TILE + t] : top[t];
+        for (int v = 0; v < V; ++v)
+            for (int t = 0; t < TILE; ++t) {
+                pi[v * TILE + t] = fast_exp(s->logit[v * TILE + t] - top[t]);
+                total[t] += pi[v * TILE + t];
+            }
+        for (int v = 0; v < V; ++v)
+            for (int t = 0; t < TILE; ++t) {
+                float *pv = pi + v * TILE, *gl = d->logit + v * TILE;
+                const float *colour = s->colour + v * 3 * TILE;
+                pv[t] /= total[t];
+                gl[t] = grad_rgb[t] * colour[t] + grad_rgb[TILE + t] * colour[TILE + t]
+                        + grad_rgb[2 * TILE + t] * colour[2 * TILE + t];  /* ∂π_v, for now */
+                dot[t] += pv[t] * gl[t];
+                if (grad_colour)
+                    for (int c = 0; c < 3; ++c) grad_colour[(v * 3 + c) * TILE + t] = pv[t] * grad_rgb[c * TILE + t];
+            }
+        for (int v = 0; v < V; ++v)
+            for (int t = 0; t < TILE; ++t) {  /* the -1e9 fill of unseen views passes no gradient */
+                float *gl = d->logit + v * TILE;
+                gl[t] = s->m[v * TILE + t] == 0.0f ? 0.0f : pi[v * TILE + t] * (gl[t] - dot[t]);
+            }
+    }
+    /* pooled = [mean, var, mean β] of x with weights β = vis / (Σ vis + 1e-8) */
+    for (int v = 0; v < V; ++v)
+        for (int t = 0; t < TILE; ++t) d->beta[v * TILE + t] = grad_pooled[64 * TILE + t] / V;
+    weighted_mean_variance_backward(s->x, s->beta, V, 32, s->pooled, grad_pooled, grad_pooled + 32 * TILE, d->x,
+                                    d->beta);
+    for (int t = 0; t < TILE; ++t) d->total[t] = 0.0f;
+    for (int v = 0; v < V; ++v)
+        for (int t = 0; t < TILE; ++t) d->total[t] += s->vis[v * TILE + t];
+    normalise_backward(d->total, s->beta, d->beta, V, d->vis);
+    /* the per-view layers, last to first */
+    for (int v = 0; v < V; ++v) {
+        const float *m_v = s->m + v * TILE, *vis_v = s->vis + v * TILE, *xv = s->x + v * 32 * TILE;
+        const float *w_v = s->w + v * TILE, *rd_v = s->rd + v * 4 * TILE;
+        float *gx = d->x + v * 32 * TILE, *gvis = d->vis + v * TILE, *gl = d->logit + v * TILE;
+        float *h = at(s, s->hidden, 64, v), *xb = at(s, s->base_out, 32, v), *vis_h = at(s, s->vis_hidden, 32, v);
+        float *r = at(s, s->residual, 32, v), *l = at(s, s->vis_logit, 1, v), *q = at(s, s->q, 1, v);
+        float *n = at(s, s->vis2_hidden, 32, v), *j1 = at(s, s->rgb_hidden1, 16, v), *j2 = at(s, s->rgb_hidden2, 8, v);
+        /* rgb_fc([x, vis, ray_diff]) -> logit */
+        accumulate_layer(g, RGB3, 0, 1, gl, 1, j2, 8, xt);
+        for (int i = 0; i < 8; ++i)
+            for (int t = 0; t < TILE; ++t) d->g8[i * TILE + t] = p->w[RGB3][i] * gl[t];
+        elu_backward(d->g8, j2, 8 * TILE);
+        accumulate_layer(g, RGB2, 0, 1, d->g8, 8, j1, 16, xt);
+        dense_transposed(pt->w[RGB2], 8, 8, 16, d->g8, d->g16);
+        elu_backward(d->g16, j1, 16 * TILE);
+        memcpy(scratch, xv, 32 * TILE * sizeof(float));
+        memcpy(scratch + 32 * TILE, vis_v, TILE * sizeof(float));
+        memcpy(scratch + 33 * TILE, rd_v, 4 * TILE * sizeof(float));
+        accumulate_layer(g, RGB1, 0, 1, d->g16, 16, scratch, 37, xt);
+        dense_transposed(pt->w[RGB1], 16, 16, 33, d->g16, d->g33);  /* ∂ of [x, vis]; ray_diff needs none */
+        for (int i = 0; i < 32 * TILE; ++i) gx[i] += d->g33[i];
+        for (int t = 0; t < TILE; ++t) gvis[t] += d->g33[32 * TILE + t];
+        /* vis = sigmoid(vis_fc2(x·q))·m */
+        float *gpre = d->g33;  /* one row */
+        for (int t = 0; t < TILE; ++t) gpre[t] = gvis[t] * m_v[t] * vis_v[t] * (1.0f - vis_v[t]);
+        accumulate_layer(g, VISB2, 0, 1, gpre, 1, n, 32, xt);
+        for (int i = 0; i < 32; ++i)
+            for (int t = 0; t < TILE; ++t) d->g32[i * TILE + t] = p->w[VISB2][i] * gpre[t];
+        elu_backward(d->g32, n, 32 * TILE);
+        scale_columns(xv, q, 32, scratch);
+        accumulate_layer(g, VISB1, 0, 1, d->g32, 32, scratch, 32, xt);
+        dense_transposed(pt->w[VISB1], 32, 32, 32, d->g32, d->g64);  /* ∂(x·q) */
+        float gq[TILE] = {0};
+        for (int c = 0; c < 32; ++c)
+            for (int t = 0; t < TILE; ++t) {
+                gx[c * TILE + t] += d->g64[c * TILE + t] * q[t];
+                gq[t] += d->g64[c * TILE + t] * xv[c * TILE + t];
+            }
+        /* x = base + residual, q = sigmoid(logit)·m, [residual, logit] = ELU(vis_fc[2](hidden)) */
+        for (int i = 0; i < 32 * TILE; ++i) d->g33[i] = gx[i];
+        elu_backward(d->g33, r, 32 * TILE);
+        for (int t = 0; t < TILE; ++t) d->g33[32 * TILE + t] = gq[t] * m_v[t] * q[t] * (1.0f - q[t]);
+        elu_backward(d->g33 + 32 * TILE, l, TILE);
+        accumulate_layer(g, VIS2, 0, 1, d->g33, 33, vis_h, 32, xt);
+        dense_transposed(pt->w[VIS2], 33, 33, 32, d->g33, d->g32);
+        elu_backward(d->g32, vis_h, 32 * TILE);
+        scale_columns(xb, w_v, 32, scratch);
+        accumulate_layer(g, VIS1, 0, 1, d->g32, 32, scratch, 32, xt);
+        dense_transposed(pt->w[VIS1], 32, 32, 32, d->g32, d->g64);  /* ∂(base·w) */
+        float *gw = d->w + v * TILE;
+        for (int c = 0; c < 32; ++c)
+            for (int t = 0; t < TILE; ++t) {
+                gw[t] += d->g64[c * TILE + t] * xb[c * TILE + t];
+                d->g32[c * TILE + t] = gx[c * TILE + t] + d->g64[c * TILE + t] * w_v[t];  /* ∂base */
+            }
+        /* base = ELU(base_fc[2](hidden)), hidden = ELU(per_sample + W_feat feat) */
+        elu_backward(d->g32, xb, 32 * TILE);
+        accumulate_layer(g, BASE2, 0, 1, d->g32, 32, h, 64, xt);
+        dense_transposed(pt->w[BASE2], 32, 32, 64, d->g32, d->g64);
+        elu_backward(d->g64, h, 64 * TILE);
+        for (int i = 0; i < 64 * TILE; ++i) d->per_sample[i] += d->g64[i];
+        accumulate_layer(g, BASE1, 2 * C, 0, d->g64, 64, s->feat + v * C * TILE, C, xt);
+        dense_transposed(pt->w[BASE1] + 2 * C * 64, 64, 64, C, d->g64, d->feat + v * C * TILE);
+    }
+    /* per_sample = base_fc[0]'s [mean, var] block + bias; mean, var: the first pooling of feat */
+    accumulate_layer(g, BASE1, 0, 1, d->per_sample, 64, s->mean, C, xt);
+    accumulate_layer(g, BASE1, C, 0, d->per_sample, 64, s->var, C, xt);
+    dense_transposed(pt->w[BASE1], 64, 64, C, d->per_sample, d->mean);
+    dense_transposed(pt->w[BASE1] + C * 64, 64, 64, C, d->per_sample, d->var);
+    weighted_mean_variance_backward(s->feat, s->w, V, C, s->mean, d->mean, d->var, d->feat, d->w);
+    /* w = u / (Σ u + 1e-8), u_v = (e_v − min_u e_u)·m_v, e_v = exp(|s|(cos_v − 1)) */
+    if (anti_alias_pooling) {
+        float *gu = d->beta, lowest_gradient[TILE] = {0};
+        int least[TILE];
+        memset(gu, 0, sizeof(float) * TILE * V);
+        normalise_backward(s->pool_total, s->w, d->w, V, gu);
+        alignment(s, __builtin_fabsf(*p->s), d->e, least);
+        for (int v = 0; v < V; ++v)
+            for (int t = 0; t < TILE; ++t) {
+                gu[v * TILE + t] *= s->m[v * TILE + t];  /* now ∂e_v */
+                lowest_gradient[t] -= gu[v * TILE + t];
+            }
+        for (int t = 0; t < TILE; ++t) gu[least[t] * TILE + t] += lowest_gradient[t];
+        float g_abs_s = 0.0f;
+        for (int v = 0; v < V; ++v)
+            for (int t = 0; t < TILE; ++t)
+                g_abs_s += gu[v * TILE + t] * d->e[v * TILE + t] * (s->rd[(v * 4 + 3) * TILE + t] - 1.0f);
+        g->abs_s += g_abs_s;
+    }
+    /* feat = feat_in + ELU(ray_dir_fc[2](ELU(ray_dir_fc[0](ray_diff)))) */
+    for (int v = 0; v < V; ++v) {
+        float *a1 = at(s, s->dir_hidden, 16, v), *a2 = at(s, s->dir_out, C, v);
+        memcpy(scratch, d->feat + v * C * TILE, sizeof(float) * TILE * C);
+        elu_backward(scratch, a2, C * TILE);
+        accumulate_layer(g, DIR2, 0, 1, scratch, C, a1, 16, xt);
+        dense_transposed(pt->w[DIR2], C, C, 16, scratch, d->g16);
+        elu_backward(d->g16, a1, 16 * TILE);
+        accumulate_layer(g, DIR1, 0, 1, d->g16, 16, s->rd + v * 4 * TILE, 4, xt);
+    }
+}
+
+/* Copies (rows, TILE) into columns start..start+n of a (rows, P) array. */
+static void scatter_rows(const float *tile, float *target, int rows, int64_t P, int64_t start, int n) {
+    for (int c = 0; c < rows; ++c) memcpy(target + c * P + start, tile + c * TILE, n * sizeof(float));
+}
+
+/* Sample-major (P, rows) from sample `start` on into a (rows, TILE) tile, zero padding. */
+static void gather_columns(float *tile, const float *source, int rows, int64_t start, int n) {
+    for (int t = 0; t < TILE; ++t)
+        for (int c = 0; c < rows; ++c) tile[c * TILE + t] = t < n ? source[(start + t) * rows + c] : 0.0f;
 }
 
 /* out (O, S) = W (O, K) · in (K, S) + bias, channel-major, any S (vectorised over S). */
@@ -488,7 +872,8 @@ static int aggregate(const struct sample_views *in, int64_t V, int64_t C, int64_
     float *geometry = malloc(sizeof(float) * P * 16);
     float *work = malloc(sizeof(float) * S * (16 * 8 + S));
     int status = geometry && work ? 0 : -1;
-    if (status == 0) status = per_view_part(in, (int)V, (int)C, P, params, anti_alias_pooling, geometry, rgb, num_views);
+    if (status == 0)  /* params: read only */
+        status = per_view_part(in, (int)V, (int)C, P, (float *)params, anti_alias_pooling, geometry, rgb, num_views);
     for (int64_t r = 0; status == 0 && r < R; ++r)
         ray_transformer(geometry + r * S * 16, position, num_views + r * S, (int)S, transformer_params, sigma + r * S,
                         work);
@@ -517,4 +902,74 @@ int ibrnet_render_points(const float *points, const float *target_center, const 
                                     .cam_from_world = cam_from_world, .source_centers = source_centers,
                                     .images = images, .features = features, .H = H, .W = W, .h = h, .w = w};
     return aggregate(&in, V, C, R, S, params, transformer_params, position, anti_alias_pooling, rgb, sigma, num_views);
+}
+
+/* Training, forward: the per-view part of the aggregator (IBRNetAggregator._per_view up to geometry_fc) on
+   the projector's arrays feat_in (V, C, P), ray_diff (V, 4, P), mask (V, P) and colours (V, 3, P) ->
+   pooled (P, 65) = [mean, var, mean weight] (geometry_fc's input) and rgb (P, 3), for the samples
+   begin..end-1 (threads split P that way). Returns 0, or -1 when a buffer cannot be allocated. */
+int ibrnet_per_view_forward(const float *feat_in, const float *ray_diff, const float *mask, const float *colours,
+                            int64_t V, int64_t C, int64_t P, int64_t begin, int64_t end, const float *params, int anti_alias_pooling,
+                            float *pooled, float *rgb) {
+    const struct sample_views in = {.feat_in = feat_in, .ray_diff = ray_diff, .mask = mask, .colours = colours};
+    struct weights p;
+    unpack((float *)params, (int)C, &p);  /* read only */
+    struct tile s;
+    if (tile_alloc(&s, (int)V, (int)C, 0)) return -1;
+    for (int64_t start = begin; start < end; start += TILE) {
+        const int n = end - start < TILE ? (int)(end - start) : TILE;
+        fill_tile(&in, (int)V, (int)C, P, start, n, s.feat, s.rd, s.m, s.colour);
+        tile_forward(&p, &s, anti_alias_pooling);
+        for (int t = 0; t < n; ++t) {
+            for (int c = 0; c < 65; ++c) pooled[(start + t) * 65 + c] = s.pooled[c * TILE + t];
+            for (int c = 0; c < 3; ++c) rgb[(start + t) * 3 + c] = s.rgb[c * TILE + t];
+        }
+    }
+    free(s.buffer);
+    return 0;
+}
+
+/* Training, backward of ibrnet_per_view_forward (same inputs): grad_pooled (P, 65) and grad_rgb (P, 3) in;
+   out, for the samples begin..end-1: grad_feat_in (V, C, P), grad_colours (V, 3, P) unless NULL; the
+   parameters' gradients from those samples added to grad_params (the packed layout; geometry_fc's part
+   untouched). Returns 0, or -1 when a buffer cannot be
+   allocated. */
+int ibrnet_per_view_backward(const float *feat_in, const float *ray_diff, const float *mask, const float *colours,
+                             int64_t V, int64_t C, int64_t P, int64_t begin, int64_t end, const float *params, int anti_alias_pooling,
+                             const float *grad_pooled, const float *grad_rgb, float *grad_feat_in,
+                             float *grad_colours, float *grad_params) {
+    const struct sample_views in = {.feat_in = feat_in, .ray_diff = ray_diff, .mask = mask, .colours = colours};
+    struct weights p, pt, gp;
+    const int64_t size = unpack((float *)params, (int)C, &p);  /* read only */
+    unpack(grad_params, (int)C, &gp);
+    float *transposed = malloc(sizeof(float) * size), *grad_tile = malloc(sizeof(float) * 68 * TILE);
+    float *grad_colour_tile = grad_colours ? malloc(sizeof(float) * V * 3 * TILE) : NULL;
+    struct tile s = {0};
+    struct tile_gradients d = {0};
+    struct gradients g = {0};
+    int status = transposed && grad_tile && (grad_colour_tile || !grad_colours) ? 0 : -1;
+    if (status == 0) status = tile_alloc(&s, (int)V, (int)C, 1);
+    if (status == 0) status = tile_gradients_alloc(&d, (int)V, (int)C);
+    if (status == 0) status = gradients_alloc(&g, &p);
+    if (status == 0) {
+        unpack(transposed, (int)C, &pt);
+        for (int l = 0; l < LAYERS; ++l)
+            for (int o = 0; o < p.out[l]; ++o)
+                for (int k = 0; k < p.in[l]; ++k) pt.w[l][k * p.out[l] + o] = p.w[l][o * p.in[l] + k];
+    }
+    for (int64_t start = begin; status == 0 && start < end; start += TILE) {
+        const int n = end - start < TILE ? (int)(end - start) : TILE;
+        fill_tile(&in, (int)V, (int)C, P, start, n, s.feat, s.rd, s.m, s.colour);
+        tile_forward(&p, &s, anti_alias_pooling);
+        gather_columns(grad_tile, grad_pooled, 65, start, n);
+        gather_columns(grad_tile + 65 * TILE, grad_rgb, 3, start, n);
+        tile_backward(&p, &pt, &g, &s, &d, grad_tile, grad_tile + 65 * TILE, anti_alias_pooling, grad_colour_tile);
+        for (int v = 0; v < V; ++v) {
+            scatter_rows(d.feat + v * C * TILE, grad_feat_in + v * C * P, (int)C, P, start, n);
+            if (grad_colours) scatter_rows(grad_colour_tile + v * 3 * TILE, grad_colours + v * 3 * P, 3, P, start, n);
+        }
+    }
+    if (status == 0) gradients_add_to(&g, &p, &gp);
+    free(transposed), free(grad_tile), free(grad_colour_tile), free(s.buffer), free(d.buffer), free(g.buffer);
+    return status;
 }

@@ -1,12 +1,15 @@
-"""IBRNet's aggregator as one compiled C kernel (ibrnet/aggregator_kernel.c), for rendering on the CPU.
+"""IBRNet's aggregator as compiled C kernels (ibrnet/aggregator_kernel.c), for the CPU.
 
 `IBRNetAggregator` runs its per-view layers (ray_dir_fc, base_fc, vis_fc, vis_fc2, rgb_fc, the pooling
 weights, both weighted mean/variances, the colour blend) layer by layer over all samples, so every
 per-view activation streams through memory, and each op is a separate pass with its own overhead. The
 C kernel runs all of them for 32 samples at a time while those samples' activations stay in cache, then
-geometry_fc, the ray transformer and the density head ray by ray: the same math, forward only (no
-autograd), float32. The aggregator uses it when rendering without gradients on the CPU
-(`native_cpu_kernel`); tests/ibrnet/test_aggregator_native.py checks it against the PyTorch path.
+geometry_fc, the ray transformer and the density head ray by ray: the same math, float32. The aggregator
+uses it when rendering without gradients on the CPU (`native_cpu_kernel`). For training, `per_view_layers`
+runs the per-view part (up to geometry_fc's input) as an autograd function: its forward and backward
+passes are kernels too, the backward recomputing each tile's activations in cache rather than keeping them
+(gradients for the features, the colours and every per-view parameter, s included).
+tests/ibrnet/test_aggregator_native.py checks both against the PyTorch path.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -32,7 +36,11 @@ def _kernel() -> ctypes.CDLL:
     library.ibrnet_aggregate.argtypes = [pointer] * 3 + [size] * 4 + parameters_to_outputs
     library.ibrnet_render_points.argtypes = ([pointer] * 6 + [size] * 2 + [pointer] + [size] * 6
                                              + parameters_to_outputs)
-    for function in (library.ibrnet_aggregate, library.ibrnet_render_points):
+    arrays = [pointer] * 4 + [size] * 5 + [pointer, ctypes.c_int]  # feat_in .. colours, V, C, P, begin, end, ...
+    library.ibrnet_per_view_forward.argtypes = arrays + [pointer] * 2
+    library.ibrnet_per_view_backward.argtypes = arrays + [pointer] * 5
+    for function in (library.ibrnet_aggregate, library.ibrnet_render_points, library.ibrnet_per_view_forward,
+                     library.ibrnet_per_view_backward):
         function.restype = ctypes.c_int
     return library
 
@@ -53,6 +61,13 @@ def _flat(tensors) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tensors]).detach().to(torch.float32).contiguous()
 
 
+def _per_view_layers(aggregator: nn.Module) -> list[nn.Linear]:
+    """The Linear layers applied to every view (all but geometry_fc of the per-view part), in packed order."""
+    return [aggregator.ray_dir_fc[0], aggregator.ray_dir_fc[2], aggregator.base_fc[0], aggregator.base_fc[2],
+            aggregator.vis_fc[0], aggregator.vis_fc[2], aggregator.vis_fc2[0], aggregator.vis_fc2[2],
+            aggregator.rgb_fc[0], aggregator.rgb_fc[2], aggregator.rgb_fc[4]]
+
+
 def packed_parameters(aggregator: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     """The weights the kernel reads, flattened in its order (all ELUs have alpha 1, as the aggregator builds them).
 
@@ -60,10 +75,7 @@ def packed_parameters(aggregator: nn.Module) -> tuple[torch.Tensor, torch.Tensor
     rgb_fc[0], [2], [4], geometry_fc[0], [2], then s. Ray transformer: the q, k, v and output projections,
     the LayerNorm's weight and bias, (weight, bias) of out_geometry_fc[0], [2].
     """
-    per_view = [aggregator.ray_dir_fc[0], aggregator.ray_dir_fc[2], aggregator.base_fc[0], aggregator.base_fc[2],
-                aggregator.vis_fc[0], aggregator.vis_fc[2], aggregator.vis_fc2[0], aggregator.vis_fc2[2],
-                aggregator.rgb_fc[0], aggregator.rgb_fc[2], aggregator.rgb_fc[4],
-                aggregator.geometry_fc[0], aggregator.geometry_fc[2]]
+    per_view = _per_view_layers(aggregator) + [aggregator.geometry_fc[0], aggregator.geometry_fc[2]]
     attention = aggregator.ray_attention
     transformer = [attention.w_qs.weight, attention.w_ks.weight, attention.w_vs.weight, attention.fc.weight,
                    attention.layer_norm.weight, attention.layer_norm.bias,
@@ -135,3 +147,83 @@ def render_points(aggregator: nn.Module, points: torch.Tensor, target_center: to
         rgb.data_ptr(), sigma.data_ptr(), num_views.data_ptr()),
         f"{V} views, {R} rays of {S} samples")
     return rgb, sigma, num_views
+
+
+TILE = 32  # samples per tile in the kernel: the threads' ranges start at multiples of it
+
+
+def _sample_ranges(num_samples: int) -> list[tuple[int, int]]:
+    """Contiguous ranges of whole tiles, one per torch thread (ctypes releases the GIL: they run at once)."""
+    tiles = -(-num_samples // TILE)
+    workers = max(1, min(torch.get_num_threads(), tiles))
+    bounds = [min(num_samples, TILE * (tiles * i // workers)) for i in range(workers + 1)]
+    return [(begin, end) for begin, end in zip(bounds[:-1], bounds[1:]) if end > begin]
+
+
+def _run_on_threads(call, ranges: list[tuple[int, int]]) -> list:
+    if len(ranges) == 1:
+        return [call(*ranges[0])]
+    with ThreadPoolExecutor(len(ranges)) as pool:
+        return list(pool.map(lambda bounds: call(*bounds), ranges))
+
+
+def _per_view_parameters(aggregator: nn.Module) -> list[torch.Tensor]:
+    """What `per_view_layers` differentiates: (weight, bias) of each per-view layer in packed order, then s."""
+    return [t for layer in _per_view_layers(aggregator) for t in (layer.weight, layer.bias)] + [aggregator.s]
+
+
+class _PerViewLayers(torch.autograd.Function):
+    """(feat_in, colours, per-view parameters) -> (pooled, rgb) through the kernel, both passes (s gets no
+    gradient without anti-alias pooling, which does not use it, as in autograd)."""
+
+    @staticmethod
+    def forward(ctx, aggregator, feat_in, ray_diff, mask, colours, *parameters):
+        V, C, P = feat_in.shape
+        params = packed_parameters(aggregator)[0]
+        pooled, rgb = torch.empty(P, 65), torch.empty(P, 3)
+        anti_alias = int(aggregator.anti_alias_pooling)
+        ranges = _sample_ranges(P)
+        for status in _run_on_threads(lambda begin, end: _kernel().ibrnet_per_view_forward(
+                feat_in.data_ptr(), ray_diff.data_ptr(), mask.data_ptr(), colours.data_ptr(), V, C, P, begin, end,
+                params.data_ptr(), anti_alias, pooled.data_ptr(), rgb.data_ptr()), ranges):
+            _check(status, f"{V} views, {P} samples")
+        ctx.save_for_backward(feat_in, ray_diff, mask, colours, params)
+        ctx.anti_alias, ctx.ranges, ctx.shapes = anti_alias, ranges, [t.shape for t in parameters]
+        return pooled, rgb
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_pooled, grad_rgb):
+        feat_in, ray_diff, mask, colours, params = ctx.saved_tensors
+        V, C, P = feat_in.shape
+        grad_pooled = torch.zeros(P, 65) if grad_pooled is None else grad_pooled.float().contiguous()
+        grad_rgb = torch.zeros(P, 3) if grad_rgb is None else grad_rgb.float().contiguous()
+        grad_feat_in = torch.empty(V, C, P)
+        grad_colours = torch.empty(V, 3, P) if ctx.needs_input_grad[4] else None
+
+        def call(begin, end):
+            grad_params = torch.zeros_like(params)
+            status = _kernel().ibrnet_per_view_backward(
+                feat_in.data_ptr(), ray_diff.data_ptr(), mask.data_ptr(), colours.data_ptr(), V, C, P, begin, end,
+                params.data_ptr(), ctx.anti_alias, grad_pooled.data_ptr(), grad_rgb.data_ptr(), grad_feat_in.data_ptr(),
+                None if grad_colours is None else grad_colours.data_ptr(), grad_params.data_ptr())
+            _check(status, f"{V} views, {P} samples")
+            return grad_params
+
+        grad_params = torch.stack(_run_on_threads(call, ctx.ranges)).sum(dim=0)
+        sizes = [shape.numel() for shape in ctx.shapes[:-1]]  # geometry_fc's block sits between these and s
+        grads = list(grad_params[:sum(sizes)].split(sizes)) + [grad_params[-1:] if ctx.anti_alias else None]
+        return (None, grad_feat_in if ctx.needs_input_grad[1] else None, None, None, grad_colours,
+                *(None if grad is None else grad.view(shape) for grad, shape in zip(grads, ctx.shapes)))
+
+
+def per_view_layers(aggregator: nn.Module, feat_in: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
+                    colours: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The aggregator's per-view part with autograd, both passes in the kernel, on the CPU in float32.
+
+    Args (view-major, P samples): feat_in (V, 3 + C, P) source colour ++ feature, ray_diff (V, 4, P), mask
+        (V, 1, P) of 0/1, colours (V, 3, P) (the colours blended); ray_diff and mask get no gradient.
+    Returns: pooled (P, 65) = [mean, variance, mean weight] over the views (geometry_fc's input) and rgb (P, 3).
+    """
+    feat_in, ray_diff, mask, colours = _float32_cpu(feat_in, ray_diff, mask, colours)
+    return _PerViewLayers.apply(aggregator, feat_in, ray_diff, mask, colours, *_per_view_parameters(aggregator))

@@ -76,7 +76,7 @@ class IBRNet(nn.Module):
         render_workers: without autograd on the CPU, this many slices are evaluated at once on worker
             threads with single-threaded ops (`multiview.engine.cpu_threads`); 0 = torch's thread count,
             1 = one slice at a time with multithreaded ops.
-        native_cpu_kernel: see `IBRNetAggregator` (CPU rendering through the aggregators compiled to C).
+        native_cpu_kernel: see `IBRNetAggregator` (the aggregators compiled to C on the CPU).
     """
 
     def __init__(self, coarse_feature_channels: int = 32, fine_feature_channels: int = 32,

@@ -44,9 +44,10 @@ def add_ibrnet_options(parser: configargparse.ArgParser) -> None:
                             "evaluated at once on threads, each slice's ops on one thread "
                             "(0 = torch's thread count, 1 = one slice at a time on all threads)")
     group.add_argument("--native_cpu_kernel", action=argparse.BooleanOptionalAction, default=True,
-                       help="CPU rendering without gradients: run each aggregator as one C kernel "
-                            "(ibrnet/aggregator_kernel.c), compiled at first use with $CC or cc and cached under "
-                            "~/.cache/mvpretrain/native; without a working compiler it warns and uses PyTorch")
+                       help="on the CPU in float32, run the aggregators as C kernels (ibrnet/aggregator_kernel.c): "
+                            "the whole aggregator when rendering without gradients, the per-view layers' forward "
+                            "and backward passes when training; compiled at first use with $CC or cc and cached "
+                            "under ~/.cache/mvpretrain/native; without a working compiler it warns and uses PyTorch")
     group.add_argument("--chunk_size", type=int, default=4096, help="rays per chunk when rendering full images")
     group.add_argument("--render_stride", type=int, default=2, help="pixel stride of validation renders")
     group.add_argument("--num_val_views", type=int, default=2, help="target views rendered per validation")

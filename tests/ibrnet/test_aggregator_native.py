@@ -90,19 +90,139 @@ def test_a_nan_weight_gives_nan_as_in_the_pytorch_path():
     assert torch.equal(torch.isnan(sigma), torch.isnan(sigma_reference))
 
 
-def test_the_kernel_runs_only_without_autograd(monkeypatch):
+def test_which_kernel_runs_when(monkeypatch):
+    """No autograd: the whole aggregator in C; autograd: the per-view layers in C with their backward pass;
+    float64, or ray differences that want a gradient: PyTorch."""
     calls = []
-    aggregate = aggregator_native.aggregate
-    monkeypatch.setattr(aggregator_native, "aggregate", lambda *args: calls.append(1) or aggregate(*args))
+    for name in ("aggregate", "per_view_layers"):
+        function = getattr(aggregator_native, name)
+        monkeypatch.setattr(aggregator_native, name,
+                            lambda *args, _name=name, _function=function: calls.append(_name) or _function(*args))
     aggregator = _aggregator(32, 8, True)
-    inputs = _inputs(2, 8, 5, 35)
-    rgb, sigma = aggregator(*inputs)  # training: PyTorch path, differentiable
+    rgb_feat, ray_diff, mask = _inputs(2, 8, 5, 35)
+    rgb, sigma = aggregator(rgb_feat, ray_diff, mask)
     (rgb.sum() + sigma.sum()).backward()
-    assert not calls and aggregator.base_fc[0].weight.grad is not None
+    assert calls == ["per_view_layers"] and aggregator.base_fc[0].weight.grad is not None
     with torch.no_grad():
-        aggregator(*inputs)
-        aggregator.double()(*(t.double() if t.is_floating_point() else t for t in inputs))  # float64: PyTorch
-    assert calls == [1]
+        aggregator(rgb_feat, ray_diff, mask)
+    assert calls == ["per_view_layers", "aggregate"]
+    aggregator(rgb_feat, ray_diff.clone().requires_grad_(True), mask)
+    with torch.no_grad():
+        aggregator.double()(rgb_feat.double(), ray_diff.double(), mask)
+    aggregator.double()(rgb_feat.double(), ray_diff.double(), mask)
+    assert calls == ["per_view_layers", "aggregate"]
+
+
+def _live_aggregator(feature_channels: int, num_samples: int, anti_alias_pooling: bool, seed: int = 0):
+    """`_aggregator` with a density head whose final ReLU is active, so that the density passes gradients."""
+    aggregator = _aggregator(feature_channels, num_samples, anti_alias_pooling, seed)
+    with torch.no_grad():
+        aggregator.out_geometry_fc[2].bias.fill_(3.0)
+    return aggregator
+
+
+def _outputs_and_gradients(aggregator, rgb_feat, ray_diff, mask, native: bool):
+    """rgb, sigma and the gradients of a fixed random linear function of them with respect to the features,
+    the blended colours and every parameter, by the C kernels (native) or by autograd of the PyTorch path."""
+    aggregator.native_cpu_kernel = native
+    aggregator.zero_grad(set_to_none=True)
+    features = rgb_feat.detach().clone().requires_grad_(True)
+    colours = rgb_feat[..., :3].detach().clone().requires_grad_(True)
+    rgb, sigma = aggregator(features, ray_diff, mask, colours)
+    generator = torch.Generator().manual_seed(3)
+    loss = (rgb * torch.randn(rgb.shape, generator=generator)).sum()
+    (loss + (sigma * torch.randn(sigma.shape, generator=generator)).sum()).backward()
+    gradients = {"features": features.grad, "colours": colours.grad}
+    gradients |= {name: parameter.grad for name, parameter in aggregator.named_parameters()}
+    return rgb.detach(), sigma.detach(), gradients
+
+
+def _assert_same_gradients(aggregator, inputs, atol=2e-6):
+    rgb, sigma, gradients = _outputs_and_gradients(aggregator, *inputs, native=True)
+    rgb_reference, sigma_reference, reference = _outputs_and_gradients(aggregator, *inputs, native=False)
+    torch.testing.assert_close(rgb, rgb_reference, atol=atol, rtol=1e-5)
+    torch.testing.assert_close(sigma, sigma_reference, atol=atol, rtol=1e-5)
+    assert reference["geometry_fc.0.weight"].abs().sum() > 0  # the density's gradient reaches the pooled input
+    for name, expected in reference.items():
+        if expected is None:  # s without anti-alias pooling
+            assert gradients[name] is None
+            continue
+        if name == "rgb_fc.4.bias":  # a shift of every view's blend logit: the softmax ignores it, ∂ = 0
+            assert gradients[name].abs().max() < 1e-5 and expected.abs().max() < 1e-5
+            continue
+        scale = expected.abs().max()
+        assert scale > 0, name
+        torch.testing.assert_close(gradients[name], expected, atol=1e-4 * scale, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("feature_channels, num_samples, rays, anti_alias_pooling", [
+    (32, 64, 5, True),  # P = 320: ten full tiles
+    (32, 24, 3, False),  # P = 72: a ragged last tile, plain mask pooling
+    (16, 7, 1, True),  # P = 7: one partial tile, 19 input channels
+])
+def test_training_kernels_give_the_gradients_of_the_pytorch_path(feature_channels, num_samples, rays,
+                                                                   anti_alias_pooling):
+    """The per-view layers' forward and backward kernels against autograd of the PyTorch path: outputs and the
+    gradients of the features, colours and every parameter (s and those behind the pooled statistics too)."""
+    aggregator = _live_aggregator(feature_channels, num_samples, anti_alias_pooling)
+    _assert_same_gradients(aggregator, _inputs(rays, num_samples, 9, 3 + feature_channels))
+
+
+def test_training_kernels_stay_finite_where_exp_saturates():
+    """Inputs 100x larger and weights 4x: ELU and sigmoid saturate (their derivatives vanish, exp overflows
+    in the discarded branch). Both paths' gradients are then huge and ill-conditioned in float32 (they
+    differ by orders of magnitude), so only finiteness is compared: no inf·0 = NaN in the kernels."""
+    aggregator = _live_aggregator(32, 16, True, seed=3)
+    with torch.no_grad():
+        for module in aggregator.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.mul_(4.0)
+    inputs = _inputs(4, 16, 6, 35, scale=100.0)
+    _, _, gradients = _outputs_and_gradients(aggregator, *inputs, native=True)
+    _, _, reference = _outputs_and_gradients(aggregator, *inputs, native=False)
+    for name, expected in reference.items():
+        assert torch.isfinite(expected).all() and torch.isfinite(gradients[name]).all(), name
+
+
+def test_training_kernels_split_the_samples_over_threads_without_changing_the_gradients():
+    """Each thread accumulates its own parameter gradients over its tiles; the sum must not depend on the split."""
+    aggregator = _live_aggregator(32, 40, True)
+    inputs = _inputs(3, 40, 5, 35)  # P = 120: three ranges of 32, 32 and 56 samples on three threads
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        _, _, one = _outputs_and_gradients(aggregator, *inputs, native=True)
+        torch.set_num_threads(3)
+        assert len(aggregator_native._sample_ranges(120)) == 3
+        _, _, three = _outputs_and_gradients(aggregator, *inputs, native=True)
+    finally:
+        torch.set_num_threads(threads)
+    largest = max(gradient.abs().max() for gradient in one.values())
+    for name, expected in one.items():
+        torch.testing.assert_close(three[name], expected, atol=1e-6 * largest, rtol=1e-5, msg=name)
+
+
+def test_model_trains_with_the_same_gradients_with_and_without_the_kernels():
+    """A whole training forward/backward pass (coarse and fine nets, sampling, compositing) through the model:
+    the feature net's gradients, which come through the projected features, agree."""
+    sources, rays = _toy_setup(R=23)
+    center = torch.zeros(3)
+    results = []
+    for native in (True, False):
+        torch.manual_seed(0)
+        model = IBRNet(num_coarse_samples=16, num_fine_samples=8, native_cpu_kernel=native)
+        output = model(rays, sources, model.encode(sources.images), center,
+                       generator=torch.Generator().manual_seed(1))  # the same stratified and fine samples
+        (output.coarse.rgb.square().mean() + output.fine.rgb.square().mean()).backward()
+        results.append(({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None},
+                        output.fine.rgb.detach()))
+    (gradients, rgb), (reference, rgb_reference) = results
+    torch.testing.assert_close(rgb, rgb_reference, atol=1e-5, rtol=1e-5)
+    assert gradients.keys() == reference.keys() and any(name.startswith("feature_net.") for name in reference)
+    largest = max(gradient.abs().max() for gradient in reference.values())
+    for name, expected in reference.items():  # (the biases before InstanceNorms have gradients near 0)
+        torch.testing.assert_close(gradients[name], expected, atol=1e-4 * expected.abs().max() + 1e-6 * largest,
+                                   rtol=1e-4, msg=name)
 
 
 def test_projecting_in_the_kernel_equals_the_projector_and_the_aggregator():
