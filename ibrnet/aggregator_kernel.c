@@ -1,4 +1,5 @@
-/* IBRNet's aggregator, forward only, in C for CPU rendering (float32).
+/* IBRNet's aggregator in C for the CPU (float32): the whole forward pass for rendering, and the per-view
+   layers' forward and backward passes for training.
 
    ibrnet/aggregator.py computes the per-view layers on (V, C, P) tensors layer by layer, streaming every
    per-view activation through memory; this computes them for TILE samples at a time, all layers in a row,
@@ -11,7 +12,8 @@
    colour (3) ++ feature (C - 3), ray_diff (V, 4, P), mask (V, P) in {0, 1}; params: the aggregator's
    weights packed by ibrnet/aggregator_native.py (order in `packed_parameters`); position (S, 16): the
    sample-index encoding. Outputs, sample-major: rgb (P, 3), the softmax blend of the source colours, and
-   sigma (P), the density. */
+   sigma (P), the density. Training (ibrnet_per_view_forward / _backward, at the end) stops at geometry_fc's
+   input (P, 65), which PyTorch takes from there. */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -309,14 +311,18 @@ static float *at(const struct tile *s, float *array, int rows, int v) {
     return array + (size_t)(s->keep ? v : 0) * rows * TILE;
 }
 
-static int tile_alloc(struct tile *s, int V, int C, int keep) {
+/* The floats of one tile's arrays (see tile_layout). */
+static size_t tile_floats(int V, int C, int keep) {
     const int per_view = C + 4 + 3 + 1 + 1 + 32 + 1 + 1 + 1;
     const int kept = 16 + C + 64 + 32 + 32 + 32 + 1 + 1 + 32 + 16 + 8;
     const int per_sample = C + C + 1 + 64 + 65 + 3 + C + 80;
-    s->V = V, s->C = C, s->keep = keep;
-    s->buffer = malloc(sizeof(float) * TILE * ((size_t)V * per_view + (size_t)(keep ? V : 1) * kept + per_sample));
-    if (!s->buffer) return -1;
-    float *next = s->buffer;
+    return (size_t)TILE * ((size_t)V * per_view + (size_t)(keep ? V : 1) * kept + per_sample);
+}
+
+/* Lays the tile's arrays out over `memory` (tile_floats(V, C, keep) floats). */
+static void tile_layout(struct tile *s, int V, int C, int keep, float *memory) {
+    s->V = V, s->C = C, s->keep = keep, s->buffer = memory;
+    float *next = memory;
 #define TAKE(field, rows) (s->field = next, next += (size_t)(rows) * TILE)
     TAKE(feat, V * C), TAKE(rd, V * 4), TAKE(colour, V * 3), TAKE(m, V), TAKE(w, V), TAKE(x, V * 32);
     TAKE(vis, V), TAKE(beta, V), TAKE(logit, V);
@@ -328,6 +334,12 @@ static int tile_alloc(struct tile *s, int V, int C, int keep) {
     TAKE(vis_logit, copies), TAKE(q, copies), TAKE(vis2_hidden, copies * 32);
     TAKE(rgb_hidden1, copies * 16), TAKE(rgb_hidden2, copies * 8);
 #undef TAKE
+}
+
+static int tile_alloc(struct tile *s, int V, int C, int keep) {
+    float *memory = malloc(sizeof(float) * tile_floats(V, C, keep));
+    if (!memory) return -1;
+    tile_layout(s, V, C, keep, memory);
     return 0;
 }
 
@@ -458,7 +470,7 @@ static int per_view_part(const struct sample_views *in, int V, int C, int64_t P,
 }
 
 /* ---- Backward pass (training): the gradients of `pooled` and `rgb` back to feat_in, the colours and the
-   per-view layers' parameters, tile by tile, the tile's forward activations recomputed first. ---- */
+   per-view layers' parameters, tile by tile, from the activations the forward pass kept. ---- */
 
 /* grad *= ELU'(pre-activation), from the ELU's output y (alpha 1): 1 where y > 0, else y + 1 = exp(pre). */
 static void elu_backward(float *grad, const float *y, int n) {
@@ -904,20 +916,26 @@ int ibrnet_render_points(const float *points, const float *target_center, const 
     return aggregate(&in, V, C, R, S, params, transformer_params, position, anti_alias_pooling, rgb, sigma, num_views);
 }
 
+/* The floats of the activations ibrnet_per_view_forward keeps for P samples (`saved`). */
+int64_t ibrnet_per_view_saved_floats(int64_t V, int64_t C, int64_t P) {
+    return (P + TILE - 1) / TILE * (int64_t)tile_floats((int)V, (int)C, 1);
+}
+
 /* Training, forward: the per-view part of the aggregator (IBRNetAggregator._per_view up to geometry_fc) on
    the projector's arrays feat_in (V, C, P), ray_diff (V, 4, P), mask (V, P) and colours (V, 3, P) ->
    pooled (P, 65) = [mean, var, mean weight] (geometry_fc's input) and rgb (P, 3), for the samples
-   begin..end-1 (threads split P that way). Returns 0, or -1 when a buffer cannot be allocated. */
+   begin..end-1 (threads split P that way; begin a multiple of TILE). Every tile's activations are kept in
+   `saved` (ibrnet_per_view_saved_floats floats, tile by tile) for the backward pass. Returns 0. */
 int ibrnet_per_view_forward(const float *feat_in, const float *ray_diff, const float *mask, const float *colours,
-                            int64_t V, int64_t C, int64_t P, int64_t begin, int64_t end, const float *params, int anti_alias_pooling,
-                            float *pooled, float *rgb) {
+                            int64_t V, int64_t C, int64_t P, int64_t begin, int64_t end, const float *params,
+                            int anti_alias_pooling, float *pooled, float *rgb, float *saved) {
     const struct sample_views in = {.feat_in = feat_in, .ray_diff = ray_diff, .mask = mask, .colours = colours};
     struct weights p;
     unpack((float *)params, (int)C, &p);  /* read only */
     struct tile s;
-    if (tile_alloc(&s, (int)V, (int)C, 0)) return -1;
     for (int64_t start = begin; start < end; start += TILE) {
         const int n = end - start < TILE ? (int)(end - start) : TILE;
+        tile_layout(&s, (int)V, (int)C, 1, saved + start / TILE * tile_floats((int)V, (int)C, 1));
         fill_tile(&in, (int)V, (int)C, P, start, n, s.feat, s.rd, s.m, s.colour);
         tile_forward(&p, &s, anti_alias_pooling);
         for (int t = 0; t < n; ++t) {
@@ -925,30 +943,26 @@ int ibrnet_per_view_forward(const float *feat_in, const float *ray_diff, const f
             for (int c = 0; c < 3; ++c) rgb[(start + t) * 3 + c] = s.rgb[c * TILE + t];
         }
     }
-    free(s.buffer);
     return 0;
 }
 
-/* Training, backward of ibrnet_per_view_forward (same inputs): grad_pooled (P, 65) and grad_rgb (P, 3) in;
-   out, for the samples begin..end-1: grad_feat_in (V, C, P), grad_colours (V, 3, P) unless NULL; the
-   parameters' gradients from those samples added to grad_params (the packed layout; geometry_fc's part
-   untouched). Returns 0, or -1 when a buffer cannot be
-   allocated. */
-int ibrnet_per_view_backward(const float *feat_in, const float *ray_diff, const float *mask, const float *colours,
-                             int64_t V, int64_t C, int64_t P, int64_t begin, int64_t end, const float *params, int anti_alias_pooling,
-                             const float *grad_pooled, const float *grad_rgb, float *grad_feat_in,
-                             float *grad_colours, float *grad_params) {
-    const struct sample_views in = {.feat_in = feat_in, .ray_diff = ray_diff, .mask = mask, .colours = colours};
+/* Training, backward of ibrnet_per_view_forward, from its `saved` activations (whose scratch rows it
+   overwrites): grad_pooled (P, 65) and grad_rgb (P, 3) in; out, for the samples begin..end-1:
+   grad_feat_in (V, C, P), grad_colours (V, 3, P) unless NULL; the parameters' gradients from those samples
+   added to grad_params (the packed layout; geometry_fc's part untouched). Returns 0, or -1 when a buffer
+   cannot be allocated. */
+int ibrnet_per_view_backward(int64_t V, int64_t C, int64_t P, int64_t begin, int64_t end, const float *params,
+                             int anti_alias_pooling, const float *grad_pooled, const float *grad_rgb,
+                             float *grad_feat_in, float *grad_colours, float *grad_params, float *saved) {
     struct weights p, pt, gp;
     const int64_t size = unpack((float *)params, (int)C, &p);  /* read only */
     unpack(grad_params, (int)C, &gp);
     float *transposed = malloc(sizeof(float) * size), *grad_tile = malloc(sizeof(float) * 68 * TILE);
     float *grad_colour_tile = grad_colours ? malloc(sizeof(float) * V * 3 * TILE) : NULL;
-    struct tile s = {0};
+    struct tile s;
     struct tile_gradients d = {0};
     struct gradients g = {0};
     int status = transposed && grad_tile && (grad_colour_tile || !grad_colours) ? 0 : -1;
-    if (status == 0) status = tile_alloc(&s, (int)V, (int)C, 1);
     if (status == 0) status = tile_gradients_alloc(&d, (int)V, (int)C);
     if (status == 0) status = gradients_alloc(&g, &p);
     if (status == 0) {
@@ -959,8 +973,7 @@ int ibrnet_per_view_backward(const float *feat_in, const float *ray_diff, const 
     }
     for (int64_t start = begin; status == 0 && start < end; start += TILE) {
         const int n = end - start < TILE ? (int)(end - start) : TILE;
-        fill_tile(&in, (int)V, (int)C, P, start, n, s.feat, s.rd, s.m, s.colour);
-        tile_forward(&p, &s, anti_alias_pooling);
+        tile_layout(&s, (int)V, (int)C, 1, saved + start / TILE * tile_floats((int)V, (int)C, 1));
         gather_columns(grad_tile, grad_pooled, 65, start, n);
         gather_columns(grad_tile + 65 * TILE, grad_rgb, 3, start, n);
         tile_backward(&p, &pt, &g, &s, &d, grad_tile, grad_tile + 65 * TILE, anti_alias_pooling, grad_colour_tile);
@@ -970,6 +983,6 @@ int ibrnet_per_view_backward(const float *feat_in, const float *ray_diff, const 
         }
     }
     if (status == 0) gradients_add_to(&g, &p, &gp);
-    free(transposed), free(grad_tile), free(grad_colour_tile), free(s.buffer), free(d.buffer), free(g.buffer);
+    free(transposed), free(grad_tile), free(grad_colour_tile), free(d.buffer), free(g.buffer);
     return status;
 }

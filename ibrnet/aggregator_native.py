@@ -7,8 +7,9 @@ C kernel runs all of them for 32 samples at a time while those samples' activati
 geometry_fc, the ray transformer and the density head ray by ray: the same math, float32. The aggregator
 uses it when rendering without gradients on the CPU (`native_cpu_kernel`). For training, `per_view_layers`
 runs the per-view part (up to geometry_fc's input) as an autograd function: its forward and backward
-passes are kernels too, the backward recomputing each tile's activations in cache rather than keeping them
-(gradients for the features, the colours and every per-view parameter, s included).
+passes are kernels too, tile by tile; the forward pass keeps each tile's activations (about 0.5 MB per 32
+samples with 10 views) for the backward pass, which computes the gradients of the features, the colours and
+every per-view parameter, s included.
 tests/ibrnet/test_aggregator_native.py checks both against the PyTorch path.
 """
 
@@ -36,9 +37,11 @@ def _kernel() -> ctypes.CDLL:
     library.ibrnet_aggregate.argtypes = [pointer] * 3 + [size] * 4 + parameters_to_outputs
     library.ibrnet_render_points.argtypes = ([pointer] * 6 + [size] * 2 + [pointer] + [size] * 6
                                              + parameters_to_outputs)
-    arrays = [pointer] * 4 + [size] * 5 + [pointer, ctypes.c_int]  # feat_in .. colours, V, C, P, begin, end, ...
-    library.ibrnet_per_view_forward.argtypes = arrays + [pointer] * 2
-    library.ibrnet_per_view_backward.argtypes = arrays + [pointer] * 5
+    sizes_and_params = [size] * 5 + [pointer, ctypes.c_int]  # V, C, P, begin, end, params, anti_alias_pooling
+    library.ibrnet_per_view_forward.argtypes = [pointer] * 4 + sizes_and_params + [pointer] * 3
+    library.ibrnet_per_view_backward.argtypes = sizes_and_params + [pointer] * 6
+    library.ibrnet_per_view_saved_floats.argtypes = [size] * 3
+    library.ibrnet_per_view_saved_floats.restype = size
     for function in (library.ibrnet_aggregate, library.ibrnet_render_points, library.ibrnet_per_view_forward,
                      library.ibrnet_per_view_backward):
         function.restype = ctypes.c_int
@@ -183,19 +186,24 @@ class _PerViewLayers(torch.autograd.Function):
         pooled, rgb = torch.empty(P, 65), torch.empty(P, 3)
         anti_alias = int(aggregator.anti_alias_pooling)
         ranges = _sample_ranges(P)
+        activations = torch.empty(_kernel().ibrnet_per_view_saved_floats(V, C, P))  # kept for backward
         for status in _run_on_threads(lambda begin, end: _kernel().ibrnet_per_view_forward(
                 feat_in.data_ptr(), ray_diff.data_ptr(), mask.data_ptr(), colours.data_ptr(), V, C, P, begin, end,
-                params.data_ptr(), anti_alias, pooled.data_ptr(), rgb.data_ptr()), ranges):
+                params.data_ptr(), anti_alias, pooled.data_ptr(), rgb.data_ptr(), activations.data_ptr()), ranges):
             _check(status, f"{V} views, {P} samples")
-        ctx.save_for_backward(feat_in, ray_diff, mask, colours, params)
+        ctx.save_for_backward(params)
         ctx.anti_alias, ctx.ranges, ctx.shapes = anti_alias, ranges, [t.shape for t in parameters]
+        ctx.activations, ctx.shape = activations, (V, C, P)
         return pooled, rgb
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_pooled, grad_rgb):
-        feat_in, ray_diff, mask, colours, params = ctx.saved_tensors
-        V, C, P = feat_in.shape
+        (params,), (V, C, P) = ctx.saved_tensors, ctx.shape
+        if ctx.activations is None:
+            raise RuntimeError("backward through the aggregator's C kernel a second time: its activations were "
+                               "freed by the first backward pass (retain_graph is not supported; "
+                               "--no-native_cpu_kernel uses the PyTorch path)")
         grad_pooled = torch.zeros(P, 65) if grad_pooled is None else grad_pooled.float().contiguous()
         grad_rgb = torch.zeros(P, 3) if grad_rgb is None else grad_rgb.float().contiguous()
         grad_feat_in = torch.empty(V, C, P)
@@ -204,13 +212,14 @@ class _PerViewLayers(torch.autograd.Function):
         def call(begin, end):
             grad_params = torch.zeros_like(params)
             status = _kernel().ibrnet_per_view_backward(
-                feat_in.data_ptr(), ray_diff.data_ptr(), mask.data_ptr(), colours.data_ptr(), V, C, P, begin, end,
-                params.data_ptr(), ctx.anti_alias, grad_pooled.data_ptr(), grad_rgb.data_ptr(), grad_feat_in.data_ptr(),
-                None if grad_colours is None else grad_colours.data_ptr(), grad_params.data_ptr())
+                V, C, P, begin, end, params.data_ptr(), ctx.anti_alias, grad_pooled.data_ptr(), grad_rgb.data_ptr(),
+                grad_feat_in.data_ptr(), None if grad_colours is None else grad_colours.data_ptr(),
+                grad_params.data_ptr(), ctx.activations.data_ptr())
             _check(status, f"{V} views, {P} samples")
             return grad_params
 
         grad_params = torch.stack(_run_on_threads(call, ctx.ranges)).sum(dim=0)
+        ctx.activations = None  # about 0.5 MB per 32 samples: freed now, not with the graph
         sizes = [shape.numel() for shape in ctx.shapes[:-1]]  # geometry_fc's block sits between these and s
         grads = list(grad_params[:sum(sizes)].split(sizes)) + [grad_params[-1:] if ctx.anti_alias else None]
         return (None, grad_feat_in if ctx.needs_input_grad[1] else None, None, None, grad_colours,

@@ -202,6 +202,16 @@ def test_training_kernels_split_the_samples_over_threads_without_changing_the_gr
         torch.testing.assert_close(three[name], expected, atol=1e-6 * largest, rtol=1e-5, msg=name)
 
 
+def test_a_second_backward_pass_through_the_training_kernels_is_a_clear_error():
+    """The forward kernel's kept activations are freed by the backward pass (retain_graph is not supported)."""
+    aggregator = _live_aggregator(32, 8, True)
+    rgb, sigma = aggregator(*_inputs(2, 8, 5, 35))
+    loss = rgb.sum() + sigma.sum()
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="a second time.*--no-native_cpu_kernel"):
+        loss.backward()
+
+
 def test_model_trains_with_the_same_gradients_with_and_without_the_kernels():
     """A whole training forward/backward pass (coarse and fine nets, sampling, compositing) through the model:
     the feature net's gradients, which come through the projected features, agree."""
