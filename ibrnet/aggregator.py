@@ -279,12 +279,34 @@ class IBRNetAggregator(Aggregator):
         return (self.native_cpu_kernel and not torch.is_grad_enabled() and inputs.device.type == "cpu"
                 and inputs.dtype == torch.float32 and aggregator_native.available())
 
-    def uses_native_training_kernel(self, feat_in: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor) -> bool:
-        """Whether the per-view part runs as the C kernels with autograd (`aggregator_native.per_view_layers`):
-        CPU, float32, autograd on, enabled, built, and no gradient wanted for the ray differences or masks."""
-        return (self.native_cpu_kernel and torch.is_grad_enabled() and feat_in.device.type == "cpu"
-                and feat_in.dtype == torch.float32 and not (ray_diff.requires_grad or mask.requires_grad)
+    def uses_native_training_kernel(self, inputs: torch.Tensor, *without_gradient: torch.Tensor) -> bool:
+        """Whether the per-view part runs as the C kernels with autograd (`aggregator_native.per_view_layers`
+        and `per_view_layers_from_points`): autograd on, `inputs` on the CPU in float32, enabled, built, and no
+        gradient wanted for the tensors `without_gradient` (ray differences and masks, or points and images)."""
+        return (self.native_cpu_kernel and torch.is_grad_enabled() and inputs.device.type == "cpu"
+                and inputs.dtype == torch.float32 and not any(t.requires_grad for t in without_gradient)
                 and aggregator_native.available())
+
+    def forward_from_points(self, points: torch.Tensor, target_center: torch.Tensor, images: torch.Tensor,
+                            features: torch.Tensor, K: torch.Tensor, cam_from_world: torch.Tensor,
+                            world_from_cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training on the CPU: `project_to_sources` and the per-view part in the C kernels (gradients reach
+        the feature maps through them), geometry_fc and the density in PyTorch.
+
+        Args as `ibrnet.projector.project_to_sources` (points (R, S, 3) world points ...). Returns rgb (R, S, 3),
+        sigma (R, S) and the number of source views that see each sample (R, S).
+        """
+        R, S, _ = points.shape
+        pooled, rgb, num_views = aggregator_native.per_view_layers_from_points(
+            self, points, target_center, images, features, K, cam_from_world, world_from_cam)
+        num_views = num_views.reshape(R, S)
+        return rgb.reshape(R, S, 3), self._density(self.geometry_fc(pooled).reshape(R, S, -1), num_views), num_views
+
+    def _density(self, geometry: torch.Tensor, num_valid: torch.Tensor) -> torch.Tensor:
+        """geometry (R, S, 16) from geometry_fc, num_valid (R, S) views that see each sample -> sigma (R, S):
+        the sample-index encoding, the ray transformer and the density head (0 where no view sees the sample)."""
+        globalfeat = self.ray_attention(geometry + self.pos_encoding.to(geometry.dtype), num_valid > 1)
+        return self.out_geometry_fc(globalfeat).squeeze(-1).masked_fill(num_valid < 1, 0.0)
 
     def forward(self, rgb_feat: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
                 colours: torch.Tensor | None = None):
@@ -307,8 +329,5 @@ class IBRNetAggregator(Aggregator):
             return rgb.reshape(R, S, 3), sigma.reshape(R, S)
         colours = feat_in[:, :3] if colours is None else _view_major(colours)
         geometry, rgb = self._per_view(feat_in, ray_diff, mask, colours)
-        globalfeat = geometry.reshape(R, S, -1) + self.pos_encoding.to(rgb_feat.dtype)
-        num_valid = mask.sum(dim=0).reshape(R, S)
-        globalfeat = self.ray_attention(globalfeat, num_valid > 1)
-        sigma = self.out_geometry_fc(globalfeat).squeeze(-1).masked_fill(num_valid < 1, 0.0)
+        sigma = self._density(geometry.reshape(R, S, -1), mask.sum(dim=0).reshape(R, S))
         return rgb.reshape(R, S, 3), sigma

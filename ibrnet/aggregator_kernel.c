@@ -176,13 +176,31 @@ static void bilinear(const float *image, int64_t height, int64_t width, int chan
     for (int c = 0; c < channels; ++c) out[c * TILE] = sum[c];
 }
 
+/* The backward pass of bilinear() on a channels-last map (height, width, channels): adds each corner's weight
+   times grad[c * TILE] (channel stride TILE) to that corner's pixel, as grid_sample's backward for its input. */
+static void bilinear_backward(float *map, int64_t height, int64_t width, int channels, float gx, float gy,
+                              const float *grad) {
+    const float ix = (gx + 1.0f) / 2.0f * (float)(width - 1), iy = (gy + 1.0f) / 2.0f * (float)(height - 1);
+    if (!(ix > -1.0f && ix < (float)width && iy > -1.0f && iy < (float)height)) return;  /* as bilinear() */
+    const float x0 = __builtin_floorf(ix), y0 = __builtin_floorf(iy);
+    const float corner_x[4] = {x0, x0 + 1.0f, x0, x0 + 1.0f}, corner_y[4] = {y0, y0, y0 + 1.0f, y0 + 1.0f};
+    const float weight[4] = {(x0 + 1.0f - ix) * (y0 + 1.0f - iy), (ix - x0) * (y0 + 1.0f - iy),
+                             (x0 + 1.0f - ix) * (iy - y0), (ix - x0) * (iy - y0)};
+    for (int corner = 0; corner < 4; ++corner) {
+        const int64_t x = (int64_t)corner_x[corner], y = (int64_t)corner_y[corner];
+        if (x < 0 || x >= width || y < 0 || y >= height) continue;
+        float *pixel = map + (y * width + x) * channels;
+        for (int c = 0; c < channels; ++c) pixel[c] += weight[corner] * grad[c * TILE];
+    }
+}
+
 /* The projector's math (ibrnet/projector.py) for the tile's samples in view v: camera point, pixel
    (depth clamped to 1e-8, coordinates to ±1e6), mask = inside [0, W−1]×[0, H−1] and in front, colour and
    feature by bilinear sampling at the same normalised grid point, and the ray-direction difference (unit
-   d_tar − d_src and the cosine d_tar·d_src, d = unit vector from the point to a camera centre).
-   points_tile (3, TILE): the tile's points, padding columns repeating the last one. */
+   d_tar − d_src and the cosine d_tar·d_src, d = unit vector from the point to a camera centre); the grid
+   point into grid (2, TILE). points_tile (3, TILE): the tile's points, padding columns repeating the last. */
 static void project_tile(const struct sample_views *in, int v, int C, const float *restrict points_tile, int n,
-                         float *restrict feat, float *restrict rd, float *restrict m) {
+                         float *restrict feat, float *restrict rd, float *restrict m, float *restrict grid) {
     float T[12], K[9], centre[3], target[3];  /* local copies: the loop below reads them from registers */
     memcpy(T, in->cam_from_world + v * 16, sizeof T);
     memcpy(K, in->K + v * 9, sizeof K);
@@ -191,7 +209,7 @@ static void project_tile(const struct sample_views *in, int v, int C, const floa
     const float last_u = (float)(in->W - 1), last_v = (float)(in->H - 1);
     const float grid_x = 2.0f / (in->W - 1 > 1 ? last_u : 1.0f), grid_y = 2.0f / (in->H - 1 > 1 ? last_v : 1.0f);
     const float *px = points_tile, *py = px + TILE, *pz = py + TILE;
-    float gx[TILE], gy[TILE];
+    float *gx = grid, *gy = grid + TILE;
     for (int t = 0; t < TILE; ++t) {  /* branch-free: vectorised over the tile */
         const float x = px[t], y = py[t], z = pz[t];
         const float camera_x = x * T[0] + y * T[1] + z * T[2] + T[3];
@@ -240,27 +258,6 @@ static void project_tile(const struct sample_views *in, int v, int C, const floa
     }
 }
 
-/* The tile's per-view inputs. Padding columns (t >= n) are never stored and no view sees them: zeros
-   from arrays; the last point repeated when projecting (finite values, mask 0). */
-static void fill_tile(const struct sample_views *in, int V, int C, int64_t P, int64_t start, int n, float *feat,
-                      float *rd, float *m, float *colour) {
-    float points_tile[3 * TILE];
-    if (!in->feat_in)
-        for (int t = 0; t < TILE; ++t)
-            for (int i = 0; i < 3; ++i) points_tile[i * TILE + t] = in->points[(start + (t < n ? t : n - 1)) * 3 + i];
-    for (int v = 0; v < V; ++v) {
-        if (in->feat_in) {
-            gather_rows(feat + v * C * TILE, in->feat_in + v * C * P, C, P, start, n);
-            gather_rows(rd + v * 4 * TILE, in->ray_diff + v * 4 * P, 4, P, start, n);
-            gather_rows(m + v * TILE, in->mask + v * P, 1, P, start, n);
-        } else {
-            project_tile(in, v, C, points_tile, n, feat + v * C * TILE, rd + v * 4 * TILE, m + v * TILE);
-        }
-        if (in->colours) gather_rows(colour + v * 3 * TILE, in->colours + v * 3 * P, 3, P, start, n);
-        else memcpy(colour + v * 3 * TILE, feat + v * C * TILE, 3 * TILE * sizeof(float));
-    }
-}
-
 /* The layers of the packed parameters (aggregator_native.packed_parameters), in their order. */
 enum layer { DIR1, DIR2, BASE1, BASE2, VIS1, VIS2, VISB1, VISB2, RGB1, RGB2, RGB3, GEO1, GEO2, LAYERS };
 
@@ -293,6 +290,7 @@ static int64_t unpack(float *params, int C, struct weights *p) {
 struct tile {
     int V, C, keep;
     float *feat, *rd, *colour, *m;  /* per view: feat_in + ray_dir_fc(rd) (C), rd (4), colour (3), mask (1) */
+    float *grid;                    /* per view (2): where the projection sampled the source (x, y in [-1, 1]) */
     float *w, *x, *vis, *beta;      /* per view: pooling weights, x after the residual (32), vis, vis normalised */
     float *logit;                   /* per view: blend logits (-1e9 where the view does not see the sample) */
     float *mean, *var, *pool_total; /* (C), (C), (1): the first pooling and Σ_v of its unnormalised weights */
@@ -313,7 +311,7 @@ static float *at(const struct tile *s, float *array, int rows, int v) {
 
 /* The floats of one tile's arrays (see tile_layout). */
 static size_t tile_floats(int V, int C, int keep) {
-    const int per_view = C + 4 + 3 + 1 + 1 + 32 + 1 + 1 + 1;
+    const int per_view = C + 4 + 3 + 1 + 2 + 1 + 32 + 1 + 1 + 1;
     const int kept = 16 + C + 64 + 32 + 32 + 32 + 1 + 1 + 32 + 16 + 8;
     const int per_sample = C + C + 1 + 64 + 65 + 3 + C + 80;
     return (size_t)TILE * ((size_t)V * per_view + (size_t)(keep ? V : 1) * kept + per_sample);
@@ -324,7 +322,8 @@ static void tile_layout(struct tile *s, int V, int C, int keep, float *memory) {
     s->V = V, s->C = C, s->keep = keep, s->buffer = memory;
     float *next = memory;
 #define TAKE(field, rows) (s->field = next, next += (size_t)(rows) * TILE)
-    TAKE(feat, V * C), TAKE(rd, V * 4), TAKE(colour, V * 3), TAKE(m, V), TAKE(w, V), TAKE(x, V * 32);
+    TAKE(feat, V * C), TAKE(rd, V * 4), TAKE(colour, V * 3), TAKE(m, V), TAKE(grid, V * 2), TAKE(w, V);
+    TAKE(x, V * 32);
     TAKE(vis, V), TAKE(beta, V), TAKE(logit, V);
     TAKE(mean, C), TAKE(var, C), TAKE(pool_total, 1), TAKE(per_sample, 64), TAKE(pooled, 65), TAKE(rgb, 3);
     TAKE(scratch, C + 80);
@@ -341,6 +340,29 @@ static int tile_alloc(struct tile *s, int V, int C, int keep) {
     if (!memory) return -1;
     tile_layout(s, V, C, keep, memory);
     return 0;
+}
+
+/* The tile's per-view inputs feat, rd, m, colour (and grid when projecting). Padding columns (t >= n) are
+   never stored and no view sees them: zeros from arrays; the last point repeated when projecting (finite
+   values, mask 0). */
+static void fill_tile(const struct sample_views *in, int64_t P, int64_t start, int n, struct tile *s) {
+    const int V = s->V, C = s->C;
+    float points_tile[3 * TILE];
+    if (!in->feat_in)
+        for (int t = 0; t < TILE; ++t)
+            for (int i = 0; i < 3; ++i) points_tile[i * TILE + t] = in->points[(start + (t < n ? t : n - 1)) * 3 + i];
+    for (int v = 0; v < V; ++v) {
+        float *feat = s->feat + v * C * TILE, *rd = s->rd + v * 4 * TILE, *m = s->m + v * TILE;
+        if (in->feat_in) {
+            gather_rows(feat, in->feat_in + v * C * P, C, P, start, n);
+            gather_rows(rd, in->ray_diff + v * 4 * P, 4, P, start, n);
+            gather_rows(m, in->mask + v * P, 1, P, start, n);
+        } else {
+            project_tile(in, v, C, points_tile, n, feat, rd, m, s->grid + v * 2 * TILE);
+        }
+        if (in->colours) gather_rows(s->colour + v * 3 * TILE, in->colours + v * 3 * P, 3, P, start, n);
+        else memcpy(s->colour + v * 3 * TILE, feat, 3 * TILE * sizeof(float));
+    }
 }
 
 /* x (rows, TILE) · per-sample scale (TILE) into out. */
@@ -453,7 +475,7 @@ static int per_view_part(const struct sample_views *in, int V, int C, int64_t P,
     float *h64 = s.scratch, *h16 = s.scratch + 64 * TILE;  /* scratch rows: C + 80 */
     for (int64_t start = 0; start < P; start += TILE) {
         const int n = P - start < TILE ? (int)(P - start) : TILE;
-        fill_tile(in, V, C, P, start, n, s.feat, s.rd, s.m, s.colour);
+        fill_tile(in, P, start, n, &s);
         for (int t = 0; t < n; ++t) num_views[start + t] = 0.0f;
         for (int v = 0; v < V; ++v)
             for (int t = 0; t < n; ++t) num_views[start + t] += s.m[v * TILE + t];
@@ -921,39 +943,63 @@ int64_t ibrnet_per_view_saved_floats(int64_t V, int64_t C, int64_t P) {
     return (P + TILE - 1) / TILE * (int64_t)tile_floats((int)V, (int)C, 1);
 }
 
-/* Training, forward: the per-view part of the aggregator (IBRNetAggregator._per_view up to geometry_fc) on
-   the projector's arrays feat_in (V, C, P), ray_diff (V, 4, P), mask (V, P) and colours (V, 3, P) ->
-   pooled (P, 65) = [mean, var, mean weight] (geometry_fc's input) and rgb (P, 3), for the samples
-   begin..end-1 (threads split P that way; begin a multiple of TILE). Every tile's activations are kept in
-   `saved` (ibrnet_per_view_saved_floats floats, tile by tile) for the backward pass. Returns 0. */
-int ibrnet_per_view_forward(const float *feat_in, const float *ray_diff, const float *mask, const float *colours,
-                            int64_t V, int64_t C, int64_t P, int64_t begin, int64_t end, const float *params,
-                            int anti_alias_pooling, float *pooled, float *rgb, float *saved) {
-    const struct sample_views in = {.feat_in = feat_in, .ray_diff = ray_diff, .mask = mask, .colours = colours};
+/* Training, forward: the per-view part of the aggregator (IBRNetAggregator._per_view up to geometry_fc) for
+   the samples begin..end-1 of `in` (threads split P that way; begin a multiple of TILE) -> pooled (P, 65) =
+   [mean, var, mean weight] (geometry_fc's input), rgb (P, 3) and, unless NULL, num_views (P). Every tile's
+   activations are kept in `saved` (ibrnet_per_view_saved_floats floats, tile by tile) for the backward pass. */
+static void per_view_forward(const struct sample_views *in, int64_t V, int64_t C, int64_t P, int64_t begin,
+                             int64_t end, const float *params, int anti_alias_pooling, float *pooled, float *rgb,
+                             float *num_views, float *saved) {
     struct weights p;
     unpack((float *)params, (int)C, &p);  /* read only */
     struct tile s;
     for (int64_t start = begin; start < end; start += TILE) {
         const int n = end - start < TILE ? (int)(end - start) : TILE;
         tile_layout(&s, (int)V, (int)C, 1, saved + start / TILE * tile_floats((int)V, (int)C, 1));
-        fill_tile(&in, (int)V, (int)C, P, start, n, s.feat, s.rd, s.m, s.colour);
+        fill_tile(in, P, start, n, &s);
         tile_forward(&p, &s, anti_alias_pooling);
         for (int t = 0; t < n; ++t) {
             for (int c = 0; c < 65; ++c) pooled[(start + t) * 65 + c] = s.pooled[c * TILE + t];
             for (int c = 0; c < 3; ++c) rgb[(start + t) * 3 + c] = s.rgb[c * TILE + t];
+            if (num_views) {
+                num_views[start + t] = 0.0f;
+                for (int v = 0; v < V; ++v) num_views[start + t] += s.m[v * TILE + t];
+            }
         }
     }
-    return 0;
 }
 
-/* Training, backward of ibrnet_per_view_forward, from its `saved` activations (whose scratch rows it
-   overwrites): grad_pooled (P, 65) and grad_rgb (P, 3) in; out, for the samples begin..end-1:
-   grad_feat_in (V, C, P), grad_colours (V, 3, P) unless NULL; the parameters' gradients from those samples
-   added to grad_params (the packed layout; geometry_fc's part untouched). Returns 0, or -1 when a buffer
-   cannot be allocated. */
+/* From the projector's arrays feat_in (V, C, P), ray_diff (V, 4, P), mask (V, P) and colours (V, 3, P). */
+void ibrnet_per_view_forward(const float *feat_in, const float *ray_diff, const float *mask, const float *colours,
+                             int64_t V, int64_t C, int64_t P, int64_t begin, int64_t end, const float *params,
+                             int anti_alias_pooling, float *pooled, float *rgb, float *saved) {
+    const struct sample_views in = {.feat_in = feat_in, .ray_diff = ray_diff, .mask = mask, .colours = colours};
+    per_view_forward(&in, V, C, P, begin, end, params, anti_alias_pooling, pooled, rgb, NULL, saved);
+}
+
+/* From world points (P, 3) projected here, as ibrnet_render_points; num_views (P) out as well. */
+void ibrnet_per_view_forward_points(const float *points, const float *target_center, const float *K,
+                                    const float *cam_from_world, const float *source_centers, const float *images,
+                                    int64_t H, int64_t W, const float *features, int64_t h, int64_t w, int64_t V,
+                                    int64_t C, int64_t P, int64_t begin, int64_t end, const float *params,
+                                    int anti_alias_pooling, float *pooled, float *rgb, float *num_views,
+                                    float *saved) {
+    const struct sample_views in = {.points = points, .target_center = target_center, .K = K,
+                                    .cam_from_world = cam_from_world, .source_centers = source_centers,
+                                    .images = images, .features = features, .H = H, .W = W, .h = h, .w = w};
+    per_view_forward(&in, V, C, P, begin, end, params, anti_alias_pooling, pooled, rgb, num_views, saved);
+}
+
+/* Training, backward of ibrnet_per_view_forward(_points), from its `saved` activations (whose scratch rows
+   it overwrites): grad_pooled (P, 65) and grad_rgb (P, 3) in; out, for the samples begin..end-1: either
+   grad_feat_in (V, C, P) (from arrays) or, when grad_features is not NULL (from points), the feature
+   channels' gradients added to grad_features (V, h, w, C − 3) channels-last through the bilinear sampling;
+   grad_colours (V, 3, P) unless NULL; the parameters' gradients from those samples added to grad_params
+   (the packed layout; geometry_fc's part untouched). Returns 0, or -1 when a buffer cannot be allocated. */
 int ibrnet_per_view_backward(int64_t V, int64_t C, int64_t P, int64_t begin, int64_t end, const float *params,
                              int anti_alias_pooling, const float *grad_pooled, const float *grad_rgb,
-                             float *grad_feat_in, float *grad_colours, float *grad_params, float *saved) {
+                             float *grad_feat_in, float *grad_colours, float *grad_features, int64_t h, int64_t w,
+                             float *grad_params, float *saved) {
     struct weights p, pt, gp;
     const int64_t size = unpack((float *)params, (int)C, &p);  /* read only */
     unpack(grad_params, (int)C, &gp);
@@ -978,7 +1024,14 @@ int ibrnet_per_view_backward(int64_t V, int64_t C, int64_t P, int64_t begin, int
         gather_columns(grad_tile + 65 * TILE, grad_rgb, 3, start, n);
         tile_backward(&p, &pt, &g, &s, &d, grad_tile, grad_tile + 65 * TILE, anti_alias_pooling, grad_colour_tile);
         for (int v = 0; v < V; ++v) {
-            scatter_rows(d.feat + v * C * TILE, grad_feat_in + v * C * P, (int)C, P, start, n);
+            if (grad_features) {
+                const float *grid = s.grid + v * 2 * TILE;
+                for (int t = 0; t < n; ++t)
+                    bilinear_backward(grad_features + v * h * w * (C - 3), h, w, (int)C - 3, grid[t], grid[TILE + t],
+                                      d.feat + (v * C + 3) * TILE + t);
+            } else {
+                scatter_rows(d.feat + v * C * TILE, grad_feat_in + v * C * P, (int)C, P, start, n);
+            }
             if (grad_colours) scatter_rows(grad_colour_tile + v * 3 * TILE, grad_colours + v * 3 * P, 3, P, start, n);
         }
     }

@@ -39,11 +39,13 @@ def _kernel() -> ctypes.CDLL:
                                              + parameters_to_outputs)
     sizes_and_params = [size] * 5 + [pointer, ctypes.c_int]  # V, C, P, begin, end, params, anti_alias_pooling
     library.ibrnet_per_view_forward.argtypes = [pointer] * 4 + sizes_and_params + [pointer] * 3
-    library.ibrnet_per_view_backward.argtypes = sizes_and_params + [pointer] * 6
+    library.ibrnet_per_view_forward_points.argtypes = ([pointer] * 6 + [size] * 2 + [pointer] + [size] * 2
+                                                       + sizes_and_params + [pointer] * 4)
+    library.ibrnet_per_view_backward.argtypes = sizes_and_params + [pointer] * 5 + [size] * 2 + [pointer] * 2
     library.ibrnet_per_view_saved_floats.argtypes = [size] * 3
     library.ibrnet_per_view_saved_floats.restype = size
-    for function in (library.ibrnet_aggregate, library.ibrnet_render_points, library.ibrnet_per_view_forward,
-                     library.ibrnet_per_view_backward):
+    library.ibrnet_per_view_forward.restype = library.ibrnet_per_view_forward_points.restype = None
+    for function in (library.ibrnet_aggregate, library.ibrnet_render_points, library.ibrnet_per_view_backward):
         function.restype = ctypes.c_int
     return library
 
@@ -175,55 +177,103 @@ def _per_view_parameters(aggregator: nn.Module) -> list[torch.Tensor]:
     return [t for layer in _per_view_layers(aggregator) for t in (layer.weight, layer.bias)] + [aggregator.s]
 
 
+def _pointer(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
+
+
+def _training_forward(ctx, aggregator: nn.Module, V: int, C: int, P: int, parameters) -> tuple[torch.Tensor, ...]:
+    """What both training forward passes set up: ctx's fields for the backward pass, the packed weights, the
+    buffer of kept activations and the outputs pooled (P, 65) and rgb (P, 3)."""
+    params = packed_parameters(aggregator)[0]
+    ctx.save_for_backward(params)
+    ctx.anti_alias, ctx.ranges = int(aggregator.anti_alias_pooling), _sample_ranges(P)
+    ctx.shapes, ctx.shape = [t.shape for t in parameters], (V, C, P)
+    ctx.activations = torch.empty(_kernel().ibrnet_per_view_saved_floats(V, C, P))  # kept for backward
+    return params, ctx.activations, torch.empty(P, 65), torch.empty(P, 3)
+
+
+def _training_backward(ctx, grad_pooled, grad_rgb, grad_feat_in=None, grad_colours=None, feature_maps=None):
+    """ibrnet_per_view_backward over the threads' sample ranges. grad_feat_in (V, C, P) and grad_colours
+    (V, 3, P) are filled if given; feature_maps (V, h, w, F) asks for the gradient of channels-last feature
+    maps instead (each thread adds into its own, then they are summed). Returns the gradients of the
+    Function's parameter inputs (None for s without anti-alias pooling, which does not use it, as in
+    autograd) and that of the feature maps."""
+    if ctx.activations is None:
+        raise RuntimeError("backward through the aggregator's C kernel a second time: its activations were "
+                           "freed by the first backward pass (retain_graph is not supported; "
+                           "--no-native_cpu_kernel uses the PyTorch path)")
+    (params,), (V, C, P) = ctx.saved_tensors, ctx.shape
+    grad_pooled = torch.zeros(P, 65) if grad_pooled is None else grad_pooled.float().contiguous()
+    grad_rgb = torch.zeros(P, 3) if grad_rgb is None else grad_rgb.float().contiguous()
+    h, w = feature_maps[1:3] if feature_maps else (0, 0)
+
+    def call(begin, end):
+        grad_params = torch.zeros_like(params)
+        grad_features = torch.zeros(feature_maps) if feature_maps else None
+        status = _kernel().ibrnet_per_view_backward(
+            V, C, P, begin, end, params.data_ptr(), ctx.anti_alias, grad_pooled.data_ptr(), grad_rgb.data_ptr(),
+            _pointer(grad_feat_in), _pointer(grad_colours), _pointer(grad_features), h, w, grad_params.data_ptr(),
+            ctx.activations.data_ptr())
+        _check(status, f"{V} views, {P} samples")
+        return grad_params, grad_features
+
+    results = _run_on_threads(call, ctx.ranges)
+    ctx.activations = None  # about 0.5 MB per 32 samples: freed now, not with the graph
+    grad_params = torch.stack([result[0] for result in results]).sum(dim=0)
+    sizes = [shape.numel() for shape in ctx.shapes[:-1]]  # geometry_fc's block sits between these and s
+    grads = list(grad_params[:sum(sizes)].split(sizes)) + [grad_params[-1:] if ctx.anti_alias else None]
+    grads = [None if grad is None else grad.view(shape) for grad, shape in zip(grads, ctx.shapes)]
+    return grads, (sum(result[1] for result in results) if feature_maps else None)
+
+
 class _PerViewLayers(torch.autograd.Function):
-    """(feat_in, colours, per-view parameters) -> (pooled, rgb) through the kernel, both passes (s gets no
-    gradient without anti-alias pooling, which does not use it, as in autograd)."""
+    """From the projector's arrays: (feat_in, colours, per-view parameters) -> (pooled, rgb), both passes in C."""
 
     @staticmethod
     def forward(ctx, aggregator, feat_in, ray_diff, mask, colours, *parameters):
         V, C, P = feat_in.shape
-        params = packed_parameters(aggregator)[0]
-        pooled, rgb = torch.empty(P, 65), torch.empty(P, 3)
-        anti_alias = int(aggregator.anti_alias_pooling)
-        ranges = _sample_ranges(P)
-        activations = torch.empty(_kernel().ibrnet_per_view_saved_floats(V, C, P))  # kept for backward
-        for status in _run_on_threads(lambda begin, end: _kernel().ibrnet_per_view_forward(
-                feat_in.data_ptr(), ray_diff.data_ptr(), mask.data_ptr(), colours.data_ptr(), V, C, P, begin, end,
-                params.data_ptr(), anti_alias, pooled.data_ptr(), rgb.data_ptr(), activations.data_ptr()), ranges):
-            _check(status, f"{V} views, {P} samples")
-        ctx.save_for_backward(params)
-        ctx.anti_alias, ctx.ranges, ctx.shapes = anti_alias, ranges, [t.shape for t in parameters]
-        ctx.activations, ctx.shape = activations, (V, C, P)
+        params, activations, pooled, rgb = _training_forward(ctx, aggregator, V, C, P, parameters)
+        _run_on_threads(lambda begin, end: _kernel().ibrnet_per_view_forward(
+            feat_in.data_ptr(), ray_diff.data_ptr(), mask.data_ptr(), colours.data_ptr(), V, C, P, begin, end,
+            params.data_ptr(), ctx.anti_alias, pooled.data_ptr(), rgb.data_ptr(), activations.data_ptr()), ctx.ranges)
         return pooled, rgb
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_pooled, grad_rgb):
-        (params,), (V, C, P) = ctx.saved_tensors, ctx.shape
-        if ctx.activations is None:
-            raise RuntimeError("backward through the aggregator's C kernel a second time: its activations were "
-                               "freed by the first backward pass (retain_graph is not supported; "
-                               "--no-native_cpu_kernel uses the PyTorch path)")
-        grad_pooled = torch.zeros(P, 65) if grad_pooled is None else grad_pooled.float().contiguous()
-        grad_rgb = torch.zeros(P, 3) if grad_rgb is None else grad_rgb.float().contiguous()
+        V, C, P = ctx.shape
         grad_feat_in = torch.empty(V, C, P)
         grad_colours = torch.empty(V, 3, P) if ctx.needs_input_grad[4] else None
+        grads, _ = _training_backward(ctx, grad_pooled, grad_rgb, grad_feat_in, grad_colours)
+        return (None, grad_feat_in if ctx.needs_input_grad[1] else None, None, None, grad_colours, *grads)
 
-        def call(begin, end):
-            grad_params = torch.zeros_like(params)
-            status = _kernel().ibrnet_per_view_backward(
-                V, C, P, begin, end, params.data_ptr(), ctx.anti_alias, grad_pooled.data_ptr(), grad_rgb.data_ptr(),
-                grad_feat_in.data_ptr(), None if grad_colours is None else grad_colours.data_ptr(),
-                grad_params.data_ptr(), ctx.activations.data_ptr())
-            _check(status, f"{V} views, {P} samples")
-            return grad_params
 
-        grad_params = torch.stack(_run_on_threads(call, ctx.ranges)).sum(dim=0)
-        ctx.activations = None  # about 0.5 MB per 32 samples: freed now, not with the graph
-        sizes = [shape.numel() for shape in ctx.shapes[:-1]]  # geometry_fc's block sits between these and s
-        grads = list(grad_params[:sum(sizes)].split(sizes)) + [grad_params[-1:] if ctx.anti_alias else None]
-        return (None, grad_feat_in if ctx.needs_input_grad[1] else None, None, None, grad_colours,
-                *(None if grad is None else grad.view(shape) for grad, shape in zip(grads, ctx.shapes)))
+class _PerViewLayersFromPoints(torch.autograd.Function):
+    """From world points: (feature maps, per-view parameters) -> (pooled, rgb, num_views), the projection and
+    the bilinear sampling in the kernels too (their backward scatters into the feature maps' gradient)."""
+
+    @staticmethod
+    def forward(ctx, aggregator, points, target_center, images, features, K, cam_from_world, source_centers,
+                *parameters):
+        (P, _), (V, _, H, W), (_, channels, h, w) = points.shape, images.shape, features.shape
+        features_last = features.permute(0, 2, 3, 1).contiguous()  # (V, h, w, F)
+        params, activations, pooled, rgb = _training_forward(ctx, aggregator, V, 3 + channels, P, parameters)
+        num_views = torch.empty(P)
+        _run_on_threads(lambda begin, end: _kernel().ibrnet_per_view_forward_points(
+            points.data_ptr(), target_center.data_ptr(), K.data_ptr(), cam_from_world.data_ptr(),
+            source_centers.data_ptr(), images.data_ptr(), H, W, features_last.data_ptr(), h, w, V, 3 + channels, P,
+            begin, end, params.data_ptr(), ctx.anti_alias, pooled.data_ptr(), rgb.data_ptr(), num_views.data_ptr(),
+            activations.data_ptr()), ctx.ranges)
+        ctx.mark_non_differentiable(num_views)
+        ctx.feature_maps = features_last.shape
+        return pooled, rgb, num_views
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_pooled, grad_rgb, _):
+        grads, grad_features = _training_backward(ctx, grad_pooled, grad_rgb, feature_maps=ctx.feature_maps)
+        return (None, None, None, None, grad_features.permute(0, 3, 1, 2) if ctx.needs_input_grad[4] else None,
+                None, None, None, *grads)
 
 
 def per_view_layers(aggregator: nn.Module, feat_in: torch.Tensor, ray_diff: torch.Tensor, mask: torch.Tensor,
@@ -236,3 +286,18 @@ def per_view_layers(aggregator: nn.Module, feat_in: torch.Tensor, ray_diff: torc
     """
     feat_in, ray_diff, mask, colours = _float32_cpu(feat_in, ray_diff, mask, colours)
     return _PerViewLayers.apply(aggregator, feat_in, ray_diff, mask, colours, *_per_view_parameters(aggregator))
+
+
+def per_view_layers_from_points(aggregator: nn.Module, points: torch.Tensor, target_center: torch.Tensor,
+                                images: torch.Tensor, features: torch.Tensor, K: torch.Tensor,
+                                cam_from_world: torch.Tensor, world_from_cam: torch.Tensor):
+    """`project_to_sources` followed by `per_view_layers`, in the kernels (no per-view arrays in memory).
+
+    Args as `ibrnet.projector.project_to_sources` (points (R, S, 3) ... world_from_cam (V, 4, 4)), float32 CPU
+        tensors; only the feature maps get a gradient.
+    Returns: pooled (R·S, 65), rgb (R·S, 3) and the number of source views that see each sample (R·S,).
+    """
+    points, target_center, images, features, K, cam_from_world, source_centers = _float32_cpu(
+        points.reshape(-1, 3), target_center, images, features, K, cam_from_world, world_from_cam[:, :3, 3])
+    return _PerViewLayersFromPoints.apply(aggregator, points, target_center, images, features, K, cam_from_world,
+                                          source_centers, *_per_view_parameters(aggregator))

@@ -132,6 +132,8 @@ class IBRNet(nn.Module):
         cameras = (sources.images, features, sources.K, sources.cam_from_world, sources.world_from_cam)
         if net.uses_native_kernel(points):  # projection and aggregation in one C call
             rgb, sigma, num_views = aggregator_native.render_points(net, points, target_center, *cameras)
+        elif net.uses_native_training_kernel(features, points, sources.images):  # projection in C too
+            rgb, sigma, num_views = net.forward_from_points(points, target_center, *cameras)
         else:
             projection = project_to_sources(points, target_center, *cameras)
             rgb, sigma = net(projection.rgb_feat, projection.ray_diff, projection.mask, projection.colours)
