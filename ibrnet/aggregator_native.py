@@ -5,12 +5,14 @@ weights, both weighted mean/variances, the colour blend) layer by layer over all
 per-view activation streams through memory, and each op is a separate pass with its own overhead. The
 C kernel runs all of them for 32 samples at a time while those samples' activations stay in cache, then
 geometry_fc, the ray transformer and the density head ray by ray: the same math, float32. The aggregator
-uses it when rendering without gradients on the CPU (`native_cpu_kernel`). For training, `per_view_layers`
-runs the per-view part (up to geometry_fc's input) as an autograd function: its forward and backward
-passes are kernels too, tile by tile; the forward pass keeps each tile's activations (about 0.5 MB per 32
-samples with 10 views) for the backward pass, which computes the gradients of the features, the colours and
-every per-view parameter, s included.
-tests/ibrnet/test_aggregator_native.py checks both against the PyTorch path.
+uses it when rendering without gradients on the CPU (`native_cpu_kernel`), projecting the samples into the
+sources itself (`render_points`) or on the projector's arrays (`aggregate`). For training,
+`per_view_layers_from_points` (the model's path) and `per_view_layers` (on the projector's arrays) run the
+per-view part, up to geometry_fc's input, as autograd functions whose forward and backward passes are
+kernels too, tile by tile: the forward pass keeps each tile's activations (about 0.5 MB per 32 samples with
+10 views) for the backward pass, which computes the gradients of the feature maps (or of the projected
+features and colours) and of every per-view parameter, s included.
+tests/ibrnet/test_aggregator_native.py checks all of them against the PyTorch path.
 """
 
 from __future__ import annotations
