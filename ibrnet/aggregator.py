@@ -297,10 +297,16 @@ class IBRNetAggregator(Aggregator):
         sigma (R, S) and the number of source views that see each sample (R, S).
         """
         R, S, _ = points.shape
+        self._check_samples_per_ray(S)
         pooled, rgb, num_views = aggregator_native.per_view_layers_from_points(
             self, points, target_center, images, features, K, cam_from_world, world_from_cam)
         num_views = num_views.reshape(R, S)
         return rgb.reshape(R, S, 3), self._density(self.geometry_fc(pooled).reshape(R, S, -1), num_views), num_views
+
+    def _check_samples_per_ray(self, num_samples: int) -> None:
+        if self.pos_encoding.shape[0] != num_samples:
+            raise ValueError(f"this aggregator was built for {self.pos_encoding.shape[0]} samples per ray "
+                             f"(its sample-index encoding), got {num_samples}")
 
     def _density(self, geometry: torch.Tensor, num_valid: torch.Tensor) -> torch.Tensor:
         """geometry (R, S, 16) from geometry_fc, num_valid (R, S) views that see each sample -> sigma (R, S):
@@ -312,9 +318,7 @@ class IBRNetAggregator(Aggregator):
                 colours: torch.Tensor | None = None):
         """See `Aggregator`; `colours` (the values of rgb_feat[..., :3]) are the colours blended."""
         R, S, V, _ = rgb_feat.shape
-        if self.pos_encoding.shape[0] != S:
-            raise ValueError(f"this aggregator was built for {self.pos_encoding.shape[0]} samples per ray "
-                             f"(its sample-index encoding), got {S}")
+        self._check_samples_per_ray(S)
         if ray_diff.shape != (R, S, V, 4) or mask.shape != (R, S, V):
             raise ValueError(f"expected ray_diff {(R, S, V, 4)} and mask {(R, S, V)}, "
                              f"got {tuple(ray_diff.shape)} and {tuple(mask.shape)}")

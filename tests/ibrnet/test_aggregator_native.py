@@ -261,6 +261,18 @@ def test_training_from_points_gives_the_gradients_of_the_projector_and_the_pytor
         torch.testing.assert_close(found[name].double(), expected, atol=3e-4 * scale, rtol=1e-3, msg=name)
 
 
+def test_a_sample_count_other_than_the_encodings_is_a_clear_error_on_every_path():
+    aggregator = _aggregator(16, 8, True)
+    sources, rays = _toy_setup(V=3)
+    points = rays.origins[:, None] + torch.linspace(2.0, 6.0, 6)[:, None] * rays.directions[:, None]  # S = 6
+    features = torch.randn(3, 16, 8, 10, requires_grad=True)
+    with pytest.raises(ValueError, match="built for 8 samples per ray.*got 6"):
+        aggregator.forward_from_points(points, torch.zeros(3), sources.images, features, sources.K,
+                                       sources.cam_from_world, sources.world_from_cam)
+    with pytest.raises(ValueError, match="built for 8 samples per ray.*got 6"):
+        aggregator(*_inputs(2, 6, 3, 19))
+
+
 def test_model_trains_with_the_same_gradients_with_and_without_the_kernels():
     """A whole training forward/backward pass (coarse and fine nets, sampling, compositing) through the model:
     the feature net's gradients, which come through the projected features, agree."""
