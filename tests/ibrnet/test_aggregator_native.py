@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
 from ibrnet import aggregator_native
 from ibrnet.aggregator import IBRNetAggregator
-from ibrnet.model import IBRNet
+from ibrnet.model import IBRNet, Rays, Sources
 from ibrnet.projector import project_to_sources
+from multiview.data.readers.llff import read_llff_scene
 from multiview.engine import native_library
+from multiview.geometry.intrinsics import scale_intrinsics
+from multiview.geometry.projection import rays_through_pixels
+from multiview.io.images import read_image
 from tests.ibrnet.test_model import _toy_setup
+
+FERN = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "llff" / "fern"
 
 
 def _aggregator(feature_channels: int, num_samples: int, anti_alias_pooling: bool, seed: int = 0):
@@ -368,3 +377,38 @@ def test_without_a_compiler_it_warns_once_and_renders_with_pytorch(monkeypatch, 
         aggregator_native.available.cache_clear()
     assert not list((tmp_path / "cache").glob("*.so"))
     assert native_library.cache_directory() == tmp_path / "cache"
+
+
+@pytest.mark.skipif(not FERN.is_dir(), reason=f"real LLFF sample {FERN} is absent")
+def test_training_on_the_real_llff_sample_matches_the_pytorch_path():
+    """Real cameras and images (LLFF fern, images_8 resized to 189x252, ../shared/data): one training step of
+    the model through the C kernels and through the PyTorch path give the same loss and gradients."""
+    scene = read_llff_scene(FERN, factor=8)
+    target, views = scene.views[0], scene.views[1:4]
+    images = torch.stack([torch.from_numpy(read_image(v.image_path)).permute(2, 0, 1).float() for v in views])
+    images = torch.nn.functional.interpolate(images, scale_factor=0.5, mode="area")  # a faster feature net
+    K = torch.tensor(np.stack([scale_intrinsics(v.K, 0.5, 0.5) for v in views])).float()
+    sources = Sources(images, K, torch.tensor(np.stack([v.cam_from_world for v in views])).float())
+    world_from_target = torch.linalg.inv(torch.tensor(target.cam_from_world)).float()
+    pixels = torch.randperm(target.height * target.width, generator=torch.Generator().manual_seed(0))[:64]
+    uv = torch.stack([pixels % target.width, pixels // target.width], dim=-1).float()
+    origins, directions = rays_through_pixels(uv[None], torch.tensor(target.K).float()[None], world_from_target[None])
+    rays = Rays(origins[0], directions[0], torch.full((64,), target.near), torch.full((64,), target.far))
+    colours = torch.from_numpy(read_image(target.image_path)).float().reshape(-1, 3)[pixels]
+    results = []
+    for native in (True, False):
+        torch.manual_seed(0)
+        model = IBRNet(num_coarse_samples=16, num_fine_samples=16, native_cpu_kernel=native)
+        output = model(rays, sources, model.encode(sources.images), world_from_target[:3, 3],
+                       generator=torch.Generator().manual_seed(1))
+        loss = (output.coarse.rgb - colours).square().mean() + (output.fine.rgb - colours).square().mean()
+        loss.backward()
+        results.append((loss.item(), {name: p.grad for name, p in model.named_parameters() if p.grad is not None}))
+    (loss, gradients), (loss_reference, reference) = results
+    assert loss == pytest.approx(loss_reference, rel=1e-5)
+    assert gradients.keys() == reference.keys()
+    largest = max(gradient.abs().max() for gradient in reference.values())
+    for name, expected in reference.items():  # s: a small sum of cancelling terms, see the test above
+        scale = expected.abs().max() * (30.0 if name.endswith(".s") else 1.0)
+        torch.testing.assert_close(gradients[name], expected, atol=1e-3 * scale + 1e-6 * largest, rtol=1e-3,
+                                   msg=name)
