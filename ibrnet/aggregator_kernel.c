@@ -140,6 +140,23 @@ static void gather_rows(float *tile, const float *source, int rows, int64_t P, i
     }
 }
 
+/* Copies (rows, TILE) into columns start..start+n of a (rows, P) array. */
+static void scatter_rows(const float *tile, float *target, int rows, int64_t P, int64_t start, int n) {
+    for (int c = 0; c < rows; ++c) memcpy(target + c * P + start, tile + c * TILE, n * sizeof(float));
+}
+
+/* Sample-major (P, rows) from sample `start` on into a (rows, TILE) tile, zero padding. */
+static void gather_columns(float *tile, const float *source, int rows, int64_t start, int n) {
+    for (int t = 0; t < TILE; ++t)
+        for (int c = 0; c < rows; ++c) tile[c * TILE + t] = t < n ? source[(start + t) * rows + c] : 0.0f;
+}
+
+/* A (rows, TILE) tile's first n columns into rows start..start+n of a sample-major (P, rows) array. */
+static void scatter_columns(const float *tile, float *target, int rows, int64_t start, int n) {
+    for (int t = 0; t < n; ++t)
+        for (int c = 0; c < rows; ++c) target[(start + t) * rows + c] = tile[c * TILE + t];
+}
+
 /* Where the per-view inputs of the samples come from: either arrays made by ibrnet/projector.py
    (feat_in (V, C, P), ray_diff (V, 4, P), mask (V, P)), or world points (P, 3) projected here into the
    source views, with the projector's math (see project_tile). */
@@ -149,28 +166,41 @@ struct sample_views {
     int64_t H, W, h, w;
 };
 
+/* The corners grid_sample(align_corners=True, zero padding) reads at grid coordinates (gx, gy) of a
+   height × width image: their pixel indices y·width + x and bilinear weights, corners outside the image left
+   out. Returns how many there are (0 when the point lies a pixel or more outside, or is NaN). */
+static int bilinear_corners(int64_t height, int64_t width, float gx, float gy, int64_t pixel[4], float weight[4]) {
+    const float ix = (gx + 1.0f) / 2.0f * (float)(width - 1), iy = (gy + 1.0f) / 2.0f * (float)(height - 1);
+    if (!(ix > -1.0f && ix < (float)width && iy > -1.0f && iy < (float)height)) return 0;  /* NaN too */
+    const float x0 = __builtin_floorf(ix), y0 = __builtin_floorf(iy);
+    const float corner_x[4] = {x0, x0 + 1.0f, x0, x0 + 1.0f}, corner_y[4] = {y0, y0, y0 + 1.0f, y0 + 1.0f};
+    const float corner_weight[4] = {(x0 + 1.0f - ix) * (y0 + 1.0f - iy), (ix - x0) * (y0 + 1.0f - iy),
+                                    (x0 + 1.0f - ix) * (iy - y0), (ix - x0) * (iy - y0)};
+    int count = 0;
+    for (int corner = 0; corner < 4; ++corner) {
+        const int64_t x = (int64_t)corner_x[corner], y = (int64_t)corner_y[corner];
+        if (x < 0 || x >= width || y < 0 || y >= height) continue;
+        pixel[count] = y * width + x;
+        weight[count++] = corner_weight[corner];
+    }
+    return count;
+}
+
 /* grid_sample(align_corners=True, zero padding) at grid coordinates (gx, gy) of one channel-major image
    (channels, height, width) into out[c * TILE] (channel stride TILE), or of a channels-last one
    (height, width, channels) when channels_last. Corners outside the image contribute nothing. */
 static void bilinear(const float *image, int64_t height, int64_t width, int channels, int channels_last,
                      float gx, float gy, float *out) {
-    const float ix = (gx + 1.0f) / 2.0f * (float)(width - 1), iy = (gy + 1.0f) / 2.0f * (float)(height - 1);
-    float sum[channels];
+    int64_t pixel[4];
+    float weight[4], sum[channels];
     for (int c = 0; c < channels; ++c) sum[c] = 0.0f;
-    if (ix > -1.0f && ix < (float)width && iy > -1.0f && iy < (float)height) {  /* false for NaN too */
-        const float x0 = __builtin_floorf(ix), y0 = __builtin_floorf(iy);
-        const float corner_x[4] = {x0, x0 + 1.0f, x0, x0 + 1.0f}, corner_y[4] = {y0, y0, y0 + 1.0f, y0 + 1.0f};
-        const float weight[4] = {(x0 + 1.0f - ix) * (y0 + 1.0f - iy), (ix - x0) * (y0 + 1.0f - iy),
-                                 (x0 + 1.0f - ix) * (iy - y0), (ix - x0) * (iy - y0)};
-        for (int corner = 0; corner < 4; ++corner) {
-            const int64_t x = (int64_t)corner_x[corner], y = (int64_t)corner_y[corner];
-            if (x < 0 || x >= width || y < 0 || y >= height) continue;
-            if (channels_last) {
-                const float *pixel = image + (y * width + x) * channels;
-                for (int c = 0; c < channels; ++c) sum[c] += weight[corner] * pixel[c];
-            } else {
-                for (int c = 0; c < channels; ++c) sum[c] += weight[corner] * image[(c * height + y) * width + x];
-            }
+    const int corners = bilinear_corners(height, width, gx, gy, pixel, weight);
+    for (int i = 0; i < corners; ++i) {
+        if (channels_last) {
+            const float *value = image + pixel[i] * channels;
+            for (int c = 0; c < channels; ++c) sum[c] += weight[i] * value[c];
+        } else {
+            for (int c = 0; c < channels; ++c) sum[c] += weight[i] * image[c * height * width + pixel[i]];
         }
     }
     for (int c = 0; c < channels; ++c) out[c * TILE] = sum[c];
@@ -180,17 +210,12 @@ static void bilinear(const float *image, int64_t height, int64_t width, int chan
    times grad[c * TILE] (channel stride TILE) to that corner's pixel, as grid_sample's backward for its input. */
 static void bilinear_backward(float *map, int64_t height, int64_t width, int channels, float gx, float gy,
                               const float *grad) {
-    const float ix = (gx + 1.0f) / 2.0f * (float)(width - 1), iy = (gy + 1.0f) / 2.0f * (float)(height - 1);
-    if (!(ix > -1.0f && ix < (float)width && iy > -1.0f && iy < (float)height)) return;  /* as bilinear() */
-    const float x0 = __builtin_floorf(ix), y0 = __builtin_floorf(iy);
-    const float corner_x[4] = {x0, x0 + 1.0f, x0, x0 + 1.0f}, corner_y[4] = {y0, y0, y0 + 1.0f, y0 + 1.0f};
-    const float weight[4] = {(x0 + 1.0f - ix) * (y0 + 1.0f - iy), (ix - x0) * (y0 + 1.0f - iy),
-                             (x0 + 1.0f - ix) * (iy - y0), (ix - x0) * (iy - y0)};
-    for (int corner = 0; corner < 4; ++corner) {
-        const int64_t x = (int64_t)corner_x[corner], y = (int64_t)corner_y[corner];
-        if (x < 0 || x >= width || y < 0 || y >= height) continue;
-        float *pixel = map + (y * width + x) * channels;
-        for (int c = 0; c < channels; ++c) pixel[c] += weight[corner] * grad[c * TILE];
+    int64_t pixel[4];
+    float weight[4];
+    const int corners = bilinear_corners(height, width, gx, gy, pixel, weight);
+    for (int i = 0; i < corners; ++i) {
+        float *value = map + pixel[i] * channels;
+        for (int c = 0; c < channels; ++c) value[c] += weight[i] * grad[c * TILE];
     }
 }
 
@@ -365,6 +390,13 @@ static void fill_tile(const struct sample_views *in, int64_t P, int64_t start, i
     }
 }
 
+/* The number of source views that see each of the tile's first n samples, into count (n). */
+static void count_views(const struct tile *s, int n, float *count) {
+    for (int t = 0; t < n; ++t) count[t] = 0.0f;
+    for (int v = 0; v < s->V; ++v)
+        for (int t = 0; t < n; ++t) count[t] += s->m[v * TILE + t];
+}
+
 /* x (rows, TILE) · per-sample scale (TILE) into out. */
 static void scale_columns(const float *x, const float *scale, int rows, float *out) {
     for (int c = 0; c < rows; ++c)
@@ -476,16 +508,12 @@ static int per_view_part(const struct sample_views *in, int V, int C, int64_t P,
     for (int64_t start = 0; start < P; start += TILE) {
         const int n = P - start < TILE ? (int)(P - start) : TILE;
         fill_tile(in, P, start, n, &s);
-        for (int t = 0; t < n; ++t) num_views[start + t] = 0.0f;
-        for (int v = 0; v < V; ++v)
-            for (int t = 0; t < n; ++t) num_views[start + t] += s.m[v * TILE + t];
+        count_views(&s, n, num_views + start);
         tile_forward(&p, &s, anti_alias_pooling);
         dense(p.w[GEO1], 65, p.b[GEO1], NULL, 64, 65, s.pooled, h64, ELU);
         dense(p.w[GEO2], 64, p.b[GEO2], NULL, 16, 64, h64, h16, ELU);
-        for (int t = 0; t < n; ++t)
-            for (int c = 0; c < 16; ++c) geometry[(start + t) * 16 + c] = h16[c * TILE + t];
-        for (int t = 0; t < n; ++t)
-            for (int c = 0; c < 3; ++c) rgb[(start + t) * 3 + c] = s.rgb[c * TILE + t];
+        scatter_columns(h16, geometry, 16, start, n);
+        scatter_columns(s.rgb, rgb, 3, start, n);
     }
     free(s.buffer);
     return 0;
@@ -786,16 +814,6 @@ static void tile_backward(const struct weights *p, const struct weights *pt, str
     }
 }
 
-/* Copies (rows, TILE) into columns start..start+n of a (rows, P) array. */
-static void scatter_rows(const float *tile, float *target, int rows, int64_t P, int64_t start, int n) {
-    for (int c = 0; c < rows; ++c) memcpy(target + c * P + start, tile + c * TILE, n * sizeof(float));
-}
-
-/* Sample-major (P, rows) from sample `start` on into a (rows, TILE) tile, zero padding. */
-static void gather_columns(float *tile, const float *source, int rows, int64_t start, int n) {
-    for (int t = 0; t < TILE; ++t)
-        for (int c = 0; c < rows; ++c) tile[c * TILE + t] = t < n ? source[(start + t) * rows + c] : 0.0f;
-}
 
 /* out (O, S) = W (O, K) · in (K, S) + bias, channel-major, any S (vectorised over S). */
 static void matmul_channels(const float *restrict W, const float *restrict bias, int O, int K,
@@ -958,14 +976,9 @@ static void per_view_forward(const struct sample_views *in, int64_t V, int64_t C
         tile_layout(&s, (int)V, (int)C, 1, saved + start / TILE * tile_floats((int)V, (int)C, 1));
         fill_tile(in, P, start, n, &s);
         tile_forward(&p, &s, anti_alias_pooling);
-        for (int t = 0; t < n; ++t) {
-            for (int c = 0; c < 65; ++c) pooled[(start + t) * 65 + c] = s.pooled[c * TILE + t];
-            for (int c = 0; c < 3; ++c) rgb[(start + t) * 3 + c] = s.rgb[c * TILE + t];
-            if (num_views) {
-                num_views[start + t] = 0.0f;
-                for (int v = 0; v < V; ++v) num_views[start + t] += s.m[v * TILE + t];
-            }
-        }
+        scatter_columns(s.pooled, pooled, 65, start, n);
+        scatter_columns(s.rgb, rgb, 3, start, n);
+        if (num_views) count_views(&s, n, num_views + start);
     }
 }
 
