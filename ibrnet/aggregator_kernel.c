@@ -317,7 +317,8 @@ struct tile {
     float *feat, *rd, *colour, *m;  /* per view: feat_in + ray_dir_fc(rd) (C), rd (4), colour (3), mask (1) */
     float *grid;                    /* per view (2): where the projection sampled the source (x, y in [-1, 1]) */
     float *w, *x, *vis, *beta;      /* per view: pooling weights, x after the residual (32), vis, vis normalised */
-    float *logit;                   /* per view: blend logits (-1e9 where the view does not see the sample) */
+    float *logit, *blend;           /* per view: blend logits (-1e9 where the view does not see the sample) and
+                                       their softmax over the views, the weights of the colour blend */
     float *mean, *var, *pool_total; /* (C), (C), (1): the first pooling and Σ_v of its unnormalised weights */
     float *per_sample, *pooled;     /* (64): base_fc's first layer on [mean, var]; (65): [mean, var, mean β] */
     float *rgb;                     /* (3): the blended colour */
@@ -336,7 +337,7 @@ static float *at(const struct tile *s, float *array, int rows, int v) {
 
 /* The floats of one tile's arrays (see tile_layout). */
 static size_t tile_floats(int V, int C, int keep) {
-    const int per_view = C + 4 + 3 + 1 + 2 + 1 + 32 + 1 + 1 + 1;
+    const int per_view = C + 4 + 3 + 1 + 2 + 1 + 32 + 1 + 1 + 1 + 1;
     const int kept = 16 + C + 64 + 32 + 32 + 32 + 1 + 1 + 32 + 16 + 8;
     const int per_sample = C + C + 1 + 64 + 65 + 3 + C + 80;
     return (size_t)TILE * ((size_t)V * per_view + (size_t)(keep ? V : 1) * kept + per_sample);
@@ -349,7 +350,7 @@ static void tile_layout(struct tile *s, int V, int C, int keep, float *memory) {
 #define TAKE(field, rows) (s->field = next, next += (size_t)(rows) * TILE)
     TAKE(feat, V * C), TAKE(rd, V * 4), TAKE(colour, V * 3), TAKE(m, V), TAKE(grid, V * 2), TAKE(w, V);
     TAKE(x, V * 32);
-    TAKE(vis, V), TAKE(beta, V), TAKE(logit, V);
+    TAKE(vis, V), TAKE(beta, V), TAKE(logit, V), TAKE(blend, V);
     TAKE(mean, C), TAKE(var, C), TAKE(pool_total, 1), TAKE(per_sample, 64), TAKE(pooled, 65), TAKE(rgb, 3);
     TAKE(scratch, C + 80);
     const int copies = keep ? V : 1;
@@ -481,19 +482,22 @@ static void tile_forward(const struct weights *p, struct tile *s, int anti_alias
     for (int v = 0; v < V; ++v)
         for (int t = 0; t < TILE; ++t) mean_weight[t] += s->beta[v * TILE + t];
     for (int t = 0; t < TILE; ++t) mean_weight[t] /= V;
-    /* softmax over views of the logits; blend of the source colours */
-    float top[TILE], total[TILE] = {0}, blend[3][TILE] = {{0}};
+    /* blend weights: softmax over views of the logits; rgb = Σ_v blend_v colour_v */
+    float top[TILE], total[TILE] = {0};
     for (int t = 0; t < TILE; ++t) top[t] = -3.4e38f;
     for (int v = 0; v < V; ++v)
         for (int t = 0; t < TILE; ++t) top[t] = s->logit[v * TILE + t] > top[t] ? s->logit[v * TILE + t] : top[t];
     for (int v = 0; v < V; ++v)
         for (int t = 0; t < TILE; ++t) {
-            float e = fast_exp(s->logit[v * TILE + t] - top[t]);
-            total[t] += e;
-            for (int c = 0; c < 3; ++c) blend[c][t] += e * s->colour[(v * 3 + c) * TILE + t];
+            s->blend[v * TILE + t] = fast_exp(s->logit[v * TILE + t] - top[t]);
+            total[t] += s->blend[v * TILE + t];
         }
-    for (int c = 0; c < 3; ++c)
-        for (int t = 0; t < TILE; ++t) s->rgb[c * TILE + t] = blend[c][t] / total[t];
+    memset(s->rgb, 0, 3 * TILE * sizeof(float));
+    for (int v = 0; v < V; ++v)
+        for (int t = 0; t < TILE; ++t) {
+            s->blend[v * TILE + t] /= total[t];
+            for (int c = 0; c < 3; ++c) s->rgb[c * TILE + t] += s->blend[v * TILE + t] * s->colour[(v * 3 + c) * TILE + t];
+        }
 }
 
 /* Per-view layers, pooling and geometry_fc for all P samples -> geometry (P, 16), rgb (P, 3) and the
@@ -674,28 +678,19 @@ static void tile_backward(const struct weights *p, const struct weights *pt, str
     memset(d->vis, 0, sizeof(float) * TILE * V);
     memset(d->w, 0, sizeof(float) * TILE * V);
     memset(d->per_sample, 0, sizeof(float) * TILE * 64);
-    /* the colour blend: rgb = Σ_v π_v colour_v, π = softmax over views of the logits */
+    /* the colour blend: rgb = Σ_v π_v colour_v, π = softmax over views of the logits (kept as s->blend) */
     {
-        float top[TILE], total[TILE] = {0}, dot[TILE] = {0};
-        float *pi = d->beta;  /* free until the pooling below */
-        for (int t = 0; t < TILE; ++t) top[t] = -3.4e38f;
-        for (int v = 0; v < V; ++v)
-            for (int t = 0; t < TILE; ++t) top[t] = s->logit[v * TILE + t] > top[t] ? s->logit[v * TILE + t] : top[t];
+        float dot[TILE] = {0};
+        const float *pi = s->blend;
         for (int v = 0; v < V; ++v)
             for (int t = 0; t < TILE; ++t) {
-                pi[v * TILE + t] = fast_exp(s->logit[v * TILE + t] - top[t]);
-                total[t] += pi[v * TILE + t];
-            }
-        for (int v = 0; v < V; ++v)
-            for (int t = 0; t < TILE; ++t) {
-                float *pv = pi + v * TILE, *gl = d->logit + v * TILE;
-                const float *colour = s->colour + v * 3 * TILE;
-                pv[t] /= total[t];
+                float *gl = d->logit + v * TILE;
+                const float *colour = s->colour + v * 3 * TILE, pv = pi[v * TILE + t];
                 gl[t] = grad_rgb[t] * colour[t] + grad_rgb[TILE + t] * colour[TILE + t]
                         + grad_rgb[2 * TILE + t] * colour[2 * TILE + t];  /* ∂π_v, for now */
-                dot[t] += pv[t] * gl[t];
+                dot[t] += pv * gl[t];
                 if (grad_colour)
-                    for (int c = 0; c < 3; ++c) grad_colour[(v * 3 + c) * TILE + t] = pv[t] * grad_rgb[c * TILE + t];
+                    for (int c = 0; c < 3; ++c) grad_colour[(v * 3 + c) * TILE + t] = pv * grad_rgb[c * TILE + t];
             }
         for (int v = 0; v < V; ++v)
             for (int t = 0; t < TILE; ++t) {  /* the -1e9 fill of unseen views passes no gradient */
