@@ -20,12 +20,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from multiview.engine.cpu_threads import map_on_threads
 from multiview.engine.native_library import NativeBuildError, load_c_library
 
 KERNEL_SOURCE = Path(__file__).with_name("aggregator_kernel.c")
@@ -168,10 +168,8 @@ def _sample_ranges(num_samples: int) -> list[tuple[int, int]]:
 
 
 def _run_on_threads(call, ranges: list[tuple[int, int]]) -> list:
-    if len(ranges) == 1:
-        return [call(*ranges[0])]
-    with ThreadPoolExecutor(len(ranges)) as pool:
-        return list(pool.map(lambda bounds: call(*bounds), ranges))
+    """[call(begin, end) for each range], one range per thread (`map_on_threads`)."""
+    return map_on_threads(lambda bounds: call(*bounds), ranges, len(ranges))
 
 
 def _per_view_parameters(aggregator: nn.Module) -> list[torch.Tensor]:
