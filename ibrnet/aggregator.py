@@ -274,18 +274,21 @@ class IBRNetAggregator(Aggregator):
         blend = torch.softmax(logits, dim=0)  # over views
         return geometry, (colours * blend).sum(dim=0).t()
 
+    def _native_kernels_apply(self, inputs: torch.Tensor) -> bool:
+        """Enabled, `inputs` on the CPU in float32, and the kernels build here (checked last: it may warn)."""
+        return (self.native_cpu_kernel and inputs.device.type == "cpu" and inputs.dtype == torch.float32
+                and aggregator_native.available())
+
     def uses_native_kernel(self, inputs: torch.Tensor) -> bool:
         """Whether a forward pass on `inputs` runs as the C kernel: CPU, float32, no autograd, enabled, built."""
-        return (self.native_cpu_kernel and not torch.is_grad_enabled() and inputs.device.type == "cpu"
-                and inputs.dtype == torch.float32 and aggregator_native.available())
+        return not torch.is_grad_enabled() and self._native_kernels_apply(inputs)
 
     def uses_native_training_kernel(self, inputs: torch.Tensor, *without_gradient: torch.Tensor) -> bool:
         """Whether the per-view part runs as the C kernels with autograd (`aggregator_native.per_view_layers`
         and `per_view_layers_from_points`): autograd on, `inputs` on the CPU in float32, enabled, built, and no
         gradient wanted for the tensors `without_gradient` (ray differences and masks, or points and images)."""
-        return (self.native_cpu_kernel and torch.is_grad_enabled() and inputs.device.type == "cpu"
-                and inputs.dtype == torch.float32 and not any(t.requires_grad for t in without_gradient)
-                and aggregator_native.available())
+        return (torch.is_grad_enabled() and not any(t.requires_grad for t in without_gradient)
+                and self._native_kernels_apply(inputs))
 
     def forward_from_points(self, points: torch.Tensor, target_center: torch.Tensor, images: torch.Tensor,
                             features: torch.Tensor, K: torch.Tensor, cam_from_world: torch.Tensor,
